@@ -1,0 +1,187 @@
+"""Serving overhead of the contract runtime, measured on the linear test family in its real image.
+
+    python -m bench.serving [--quick]
+
+In one run, side by side: the in-process handler chain (decode + predict + encode, no HTTP) against
+the same request through the running container over HTTP (sequential keep-alive p50/p99, and req/s with
+8 concurrent connections from wrk), for 1-row and 1000-row requests and for both gunicorn worker
+classes; then image sizes and cold start (docker run ... serve -> first /ping 200).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import markdown_table, save
+from local.harness import Harness
+from local.opt_ml import ChannelSpec
+from tests.images import build_image
+
+FEATURES = 20
+
+
+def _body(rows: int) -> bytes:
+    x = np.random.default_rng(rows).normal(size=(rows, FEATURES))
+    return ("\n".join(",".join(f"{v:.6f}" for v in row) for row in x) + "\n").encode()
+
+
+def in_process_latency(model_dir: Path, body: bytes, repeats: int) -> list[float]:
+    from byoc_runtime.handlers import resolve
+    from byoc_runtime.invocation import invoke
+    from byoc_runtime.serving_settings import ServingSettings
+
+    handlers = resolve(ServingSettings(model_dir=model_dir, family="linear_family.serving"))
+    model = handlers.model_fn(str(model_dir))
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        status, _, _ = invoke(handlers, model, body, "text/csv", "application/json")
+        timings.append(time.perf_counter() - started)
+        assert status == 200
+    return timings
+
+
+def http_latency(url: str, body: bytes, repeats: int) -> list[float]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    headers = {"Content-Type": "text/csv", "Accept": "application/json"}
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        connection.request("POST", "/invocations", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        timings.append(time.perf_counter() - started)
+        assert response.status == 200
+    connection.close()
+    return timings
+
+
+def wrk_throughput(url: str, body: bytes, seconds: int, connections: int = 8) -> dict[str, float]:
+    if shutil.which("wrk") is None:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "body").write_bytes(body)
+        script = Path(tmp) / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "text/csv"\n'
+            f'local f = io.open("{tmp}/body", "rb"); wrk.body = f:read("*all"); f:close()\n'
+        )
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"{url}/invocations"],
+            capture_output=True, text=True,
+        ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def percentile(p: str) -> float:
+        match = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(match.group(1)), match.group(2)
+        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": percentile("50"), "p99_ms": percentile("99"),
+            "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def cold_start(harness: Harness, image: str, model: Path, repeats: int) -> list[float]:
+    seconds = []
+    for _ in range(repeats):
+        endpoint = harness.start_endpoint(image, model)
+        seconds.append(endpoint.ready_seconds)
+        harness.stop_endpoint(endpoint)
+    return seconds
+
+
+def image_sizes() -> list[tuple[str, float]]:
+    out = subprocess.run(
+        ["docker", "images", "--filter", "reference=byoc-*", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+        capture_output=True, text=True,
+    ).stdout.split("\n")
+    sizes = []
+    for line in sorted(filter(None, out)):
+        name, _ = line.split()
+        if not name.endswith(":latest-cpu") and not name.endswith(":latest-gpu"):
+            continue
+        size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", name], capture_output=True,
+                              text=True).stdout.strip()
+        sizes.append((name, int(size) / 1e6))
+    return sizes
+
+
+def ms(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier)")
+    args = parser.parse_args()
+    repeats, wrk_seconds = (300, 3) if args.quick else (2000, 10)
+    image = build_image("test-linear")
+    harness = Harness()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, FEATURES))
+    data = harness.workdir / "train.csv"
+    np.savetxt(data, np.c_[x @ rng.normal(size=FEATURES), x], delimiter=",")
+    trained = harness.train(image, {}, {"train": ChannelSpec(data, "text/csv")})
+    assert trained.ok, trained.logs()
+
+    rows, results = [], {"requests": {}}
+    for n_rows in (1, 1000):
+        body = _body(n_rows)
+        local = in_process_latency(trained.model_dir, body, repeats)
+        results["requests"][f"{n_rows}_rows_in_process"] = {"p50_ms": ms(local, 50), "p99_ms": ms(local, 99)}
+        rows.append([f"{n_rows} row(s)", "in-process (no HTTP)", f"{ms(local, 50):.3f}", f"{ms(local, 99):.3f}",
+                     "", "", "", ""])
+        for worker_class in ("gthread", "sync"):
+            env = {"BYOC_WORKER_CLASS": worker_class}
+            with harness.serve(image, trained.model_archive, environment=env) as endpoint:
+                http_latency(endpoint.url, body, 50)  # warm up every worker
+                seq = http_latency(endpoint.url, body, repeats)
+                load = wrk_throughput(endpoint.url, body, wrk_seconds)
+            overhead = ms(seq, 50) - ms(local, 50)
+            results["requests"][f"{n_rows}_rows_{worker_class}"] = {
+                "sequential_p50_ms": ms(seq, 50), "sequential_p99_ms": ms(seq, 99), "http_overhead_p50_ms": overhead,
+                **{f"wrk_{k}": v for k, v in load.items()},
+            }
+            rows.append([
+                f"{n_rows} row(s)",
+                f"HTTP, gunicorn {worker_class}" + (" (default)" if worker_class == "gthread" else ""),
+                f"{ms(seq, 50):.3f}", f"{ms(seq, 99):.3f}", f"{overhead:+.3f}",
+                f"{load.get('rps', float('nan')):.0f}", f"{load.get('p50_ms', float('nan')):.2f}",
+                f"{load.get('p99_ms', float('nan')):.2f}",
+            ])
+    print("\n## Requests (linear test family, text/csv in, JSON out)\n")
+    print(markdown_table(
+        ["request", "path", "seq p50 ms", "seq p99 ms", "HTTP overhead p50 ms", "req/s (8 conns)",
+         "p50 ms (8 conns)", "p99 ms (8 conns)"], rows))
+
+    starts = cold_start(harness, image, trained.model_archive, 3 if args.quick else 5)
+    results["cold_start_seconds"] = starts
+    print(f"\n## Cold start (docker run ... serve -> first /ping 200), {len(starts)} runs\n")
+    print(markdown_table(["image", "median s", "min s", "max s"],
+                         [[image, f"{statistics.median(starts):.2f}", f"{min(starts):.2f}", f"{max(starts):.2f}"]]))
+    sizes = image_sizes()
+    results["image_sizes_mb"] = dict(sizes)
+    print("\n## Image sizes\n")
+    print(markdown_table(["image", "MB"], [[name, f"{size:.0f}"] for name, size in sizes]))
+    path = save("serving", results, "python -m bench.serving" + (" --quick" if args.quick else ""))
+    print(f"\nwrote {path}")
+    harness.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

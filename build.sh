@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Build, tag, list and push every image of this project (CPU and GPU variants).
+#
+#   ./build.sh build [FAMILY...] [--gpu]                 build the base layers they need, then the families
+#   ./build.sh push  [FAMILY...] [--gpu] --registry URI  push to any registry (docker login, or
+#                                                        REGISTRY_USERNAME/REGISTRY_PASSWORD in the env)
+#   ./build.sh push  [FAMILY...] [--gpu] --ecr [--region R] [--account A]
+#                                                        push to Amazon ECR: repositories created if missing,
+#                                                        login token from boto3 ecr.get_authorization_token
+#   ./build.sh list                                      images, tags and sizes
+#   ./build.sh families                                  the family names this checkout has
+#
+# Tags: byoc-<family>:<version>-<cpu|gpu> and byoc-<family>:latest-<cpu|gpu>; <version> is in ./VERSION.
+# BASE_IMAGE picks the OS image (default debian:bookworm-slim); where it cannot be pulled, one is
+# bootstrapped from Debian's packages with debootstrap.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VERSION=$(cat VERSION)
+PUBLIC_BASE=debian:bookworm-slim
+BOOTSTRAPPED_BASE=byoc/debian:bookworm
+export DOCKER_BUILDKIT=0  # classic builder: BuildKit/buildx may be unavailable
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+say() { echo "build.sh: $*" >&2; }
+
+# Base layers, built from containers/base/Dockerfile with FRAMEWORK=<none|mxnet|tensorflow>.
+declare -A FRAMEWORK_OF_BASE=([base]=none [mxnet]=mxnet [tensorflow]=tensorflow)
+
+family_dir() {  # product families live in containers/, test families in tests/families/
+  local name=$1
+  if [[ -n ${FRAMEWORK_OF_BASE[$name]:-} ]]; then echo "containers/base"
+  elif [[ -f containers/$name/Dockerfile ]]; then echo "containers/$name"
+  elif [[ $name == test-* && -f tests/families/${name#test-}/Dockerfile ]]; then echo "tests/families/${name#test-}"
+  else return 1; fi
+}
+
+product_families() { for d in containers/*/Dockerfile; do d=${d%/Dockerfile}; d=${d#containers/}; [[ $d == base ]] || echo "$d"; done; }
+test_families() { for d in tests/families/*/Dockerfile; do [[ -f $d ]] || continue; d=${d%/Dockerfile}; echo "test-${d#tests/families/}"; done; }
+all_names() { echo base mxnet tensorflow; product_families; test_families; }
+
+parent_of() {  # the base layer a family builds on, read from its Dockerfile's FRAMEWORK_IMAGE default
+  local dir=$1
+  sed -n 's/^ARG FRAMEWORK_IMAGE=byoc-\([a-z]*\):.*/\1/p' "$dir/Dockerfile" | head -1
+}
+
+check_docker() {
+  command -v docker >/dev/null || die "docker is not installed (Debian: apt-get install -y docker.io)"
+  docker info >/dev/null 2>&1 || die "the docker daemon is not answering (start it: dockerd &, or systemctl start docker)"
+}
+
+resolve_base_image() {
+  if [[ -n ${BASE_IMAGE:-} ]]; then echo "$BASE_IMAGE"; return; fi
+  if docker image inspect "$PUBLIC_BASE" >/dev/null 2>&1 || docker pull -q "$PUBLIC_BASE" >/dev/null 2>&1; then
+    echo "$PUBLIC_BASE"; return
+  fi
+  if ! docker image inspect "$BOOTSTRAPPED_BASE" >/dev/null 2>&1; then
+    say "$PUBLIC_BASE cannot be pulled; bootstrapping $BOOTSTRAPPED_BASE from Debian packages"
+    bash containers/base/bootstrap-debian.sh "$BOOTSTRAPPED_BASE" >&2
+  fi
+  echo "$BOOTSTRAPPED_BASE"
+}
+
+stage_ca_bundle() {  # pip inside the builder stage must trust this network's TLS; never reaches a final stage
+  local dir=$1 bundle
+  for bundle in "${PIP_CERT:-}" "${REQUESTS_CA_BUNDLE:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+    if [[ -n $bundle && -s $bundle ]]; then cp "$bundle" "$dir/ca-bundle.crt"; return; fi
+  done
+  rm -f "$dir/ca-bundle.crt"
+}
+
+image_name() { echo "byoc-$1"; }
+
+build_one() {
+  local name=$1 variant=$2 dir parent args=()
+  dir=$(family_dir "$name") || die "unknown family '$name'; known: $(all_names | tr '\n' ' ')"
+  if [[ -n ${FRAMEWORK_OF_BASE[$name]:-} ]]; then
+    args+=(--build-arg "BASE_IMAGE=$BASE" --build-arg "FRAMEWORK=${FRAMEWORK_OF_BASE[$name]}")
+  else
+    parent=$(parent_of "$dir")
+    [[ -n $parent ]] || die "$dir/Dockerfile lacks 'ARG FRAMEWORK_IMAGE=byoc-<base|mxnet|tensorflow>:...'"
+    build_one "$parent" "$variant"
+    args+=(--build-arg "FRAMEWORK_IMAGE=$(image_name "$parent"):$VERSION-$variant")
+  fi
+  [[ -n ${BUILT[$name-$variant]:-} ]] && return 0
+  stage_ca_bundle "$dir"
+  local tag
+  tag="$(image_name "$name"):$VERSION-$variant"
+  say "building $tag from $dir"
+  local started=$SECONDS
+  local log
+  log=$(mktemp)
+  if ! docker build "${args[@]}" --build-arg "VARIANT=$variant" --build-arg "VERSION=$VERSION" \
+    -t "$tag" -t "$(image_name "$name"):latest-$variant" "$dir" >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    rm -f "$log"
+    die "building $tag failed (log above; rerun: DOCKER_BUILDKIT=0 docker build ${args[*]} --build-arg VARIANT=$variant $dir)"
+  fi
+  [[ -n ${BYOC_BUILD_LOG:-} ]] && cat "$log" >&2
+  rm -f "$log"
+  say "built $tag in $((SECONDS - started)) s"
+  BUILT[$name-$variant]=1
+}
+
+parse_common() {  # sets VARIANT and NAMES from the arguments; the rest go to REST
+  VARIANT=cpu; NAMES=(); REST=()
+  while (($#)); do
+    case $1 in
+      --gpu) VARIANT=gpu ;;
+      --cpu) VARIANT=cpu ;;
+      --*) REST+=("$1"); [[ $# -gt 1 && $2 != --* ]] && { REST+=("$2"); shift; } ;;
+      *) family_dir "$1" >/dev/null || die "unknown family '$1'; known: $(all_names | tr '\n' ' ')"; NAMES+=("$1") ;;
+    esac
+    shift
+  done
+}
+
+cmd_build() {
+  parse_common "$@"
+  ((${#REST[@]} == 0)) || die "build: unknown option ${REST[0]}"
+  ((${#NAMES[@]})) || mapfile -t NAMES < <(product_families)
+  check_docker
+  BASE=$(resolve_base_image)
+  declare -gA BUILT=()
+  for name in "${NAMES[@]}"; do build_one "$name" "$VARIANT"; done
+}
+
+cmd_push() {
+  parse_common "$@"
+  local registry="" ecr=0 region="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}" account="" i=0
+  while ((i < ${#REST[@]})); do
+    case ${REST[$i]} in
+      --registry) registry=${REST[$((i + 1))]:-}; ((i += 2)) ;;
+      --ecr) ecr=1; ((i += 1)) ;;
+      --region) region=${REST[$((i + 1))]:-}; ((i += 2)) ;;
+      --account) account=${REST[$((i + 1))]:-}; ((i += 2)) ;;
+      *) die "push: unknown option ${REST[$i]}" ;;
+    esac
+  done
+  ((${#NAMES[@]})) || mapfile -t NAMES < <(product_families)
+  check_docker
+  if ((ecr)); then
+    local ecr_args=(--repositories)
+    for name in "${NAMES[@]}"; do ecr_args+=("$(image_name "$name")"); done
+    [[ -n $region ]] && ecr_args+=(--region "$region")
+    [[ -n $account ]] && ecr_args+=(--account "$account")
+    registry=$(python3 -m tools.ecr "${ecr_args[@]}") || die "ECR login failed (see above)"
+  elif [[ -z $registry ]]; then
+    die "push: give --registry URI or --ecr"
+  elif [[ -n ${REGISTRY_USERNAME:-} ]]; then
+    printf '%s' "${REGISTRY_PASSWORD:-}" | docker login --username "$REGISTRY_USERNAME" --password-stdin "$registry" >/dev/null 2>/tmp/byoc-login.$$ \
+      || die "docker login to $registry as $REGISTRY_USERNAME failed: $(cat /tmp/byoc-login.$$)"
+  fi
+  registry=${registry%/}
+  for name in "${NAMES[@]}"; do
+    local local_tag remote_tag
+    local_tag="$(image_name "$name"):$VERSION-$VARIANT"
+    docker image inspect "$local_tag" >/dev/null 2>&1 || die "$local_tag is not built: ./build.sh build $name${VARIANT/cpu/}"
+    for t in "$VERSION-$VARIANT" "latest-$VARIANT"; do
+      remote_tag="$registry/$(image_name "$name"):$t"
+      docker tag "$local_tag" "$remote_tag"
+      if ! docker push -q "$remote_tag" >/tmp/byoc-push.$$ 2>&1; then
+        die "pushing $remote_tag failed: $(tail -3 /tmp/byoc-push.$$) (credentials? run docker login $registry or set REGISTRY_USERNAME/REGISTRY_PASSWORD)"
+      fi
+    done
+    echo "$registry/$(image_name "$name"):$VERSION-$VARIANT $(docker image inspect --format '{{index .RepoDigests 0}}' "$remote_tag" 2>/dev/null | sed 's/.*@//')"
+  done
+  rm -f /tmp/byoc-push.$$ /tmp/byoc-login.$$
+}
+
+cmd_list() {
+  check_docker
+  docker images --filter 'reference=byoc-*' --format 'table {{.Repository}}\t{{.Tag}}\t{{.Size}}\t{{.CreatedSince}}'
+}
+
+case ${1:-} in
+  build) shift; cmd_build "$@" ;;
+  push) shift; cmd_push "$@" ;;
+  list) cmd_list ;;
+  families) all_names ;;
+  -h|--help|help|"") sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$1' (build, push, list, families)" ;;
+esac

@@ -1,0 +1,94 @@
+"""The Flask app: /ping, /invocations, /execution-parameters. Created in each worker after fork."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from . import handlers as handler_registry
+from .errors import InvocationError, ModelNotReady, PayloadTooLarge
+from .invocation import error_response, invoke
+from .model_holder import ModelHolder
+from .serving_settings import ServingSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: ServingSettings | None = None,
+    handlers: handler_registry.Handlers | None = None,
+    *,
+    background_load: bool = True,
+) -> Flask:
+    settings = settings or ServingSettings.from_env()
+    handlers = handlers or handler_registry.resolve(settings)
+    holder = ModelHolder(lambda: handlers.model_fn(str(settings.model_dir))).start(background_load)
+    app = Flask("byoc_runtime")
+    # Let the body through to our own check, which answers 413 as JSON; werkzeug's would be HTML.
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.extensions["byoc"] = {"settings": settings, "handlers": handlers, "model": holder}
+
+    def json_error(error: InvocationError) -> Response:
+        status, body, mimetype = error_response(error)
+        return Response(body, status=status, mimetype=mimetype)
+
+    @app.get("/ping")
+    def ping() -> Response:
+        if holder.ready:
+            return Response(b"", status=200)
+        if holder.error:
+            return json_error(ModelNotReady(f"The model failed to load: {holder.error}"))
+        return json_error(ModelNotReady("The model is still loading"))
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        length = request.content_length
+        if length is not None and length > settings.max_payload_bytes:
+            return json_error(
+                PayloadTooLarge(
+                    f"The request body is {length} bytes; the limit is {settings.max_payload_bytes} bytes "
+                    "(SAGEMAKER_MAX_PAYLOAD_IN_MB)"
+                )
+            )
+        body = request.stream.read(settings.max_payload_bytes + 1)  # bounded even without Content-Length
+        try:
+            model = holder.get(wait=settings.timeout)
+        except InvocationError as err:
+            return json_error(err)
+        status, payload, mimetype = invoke(
+            handlers,
+            model,
+            body,
+            request.headers.get("Content-Type"),
+            request.headers.get("Accept"),
+            max_payload_bytes=settings.max_payload_bytes,
+            default_accept=settings.default_accept,
+        )
+        return Response(payload, status=status, mimetype=mimetype)
+
+    @app.get("/execution-parameters")
+    def execution_parameters() -> Response:
+        params = {
+            "MaxConcurrentTransforms": settings.max_concurrent_transforms or settings.workers,
+            "BatchStrategy": settings.batch_strategy,
+            "MaxPayloadInMB": int(settings.max_payload_mb),
+        }
+        return Response(json.dumps(params), status=200, mimetype="application/json")
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        # 404, 405 and werkzeug's own refusals: JSON like every other error, never HTML.
+        body = json.dumps(
+            {"error": f"{err.name}: {request.method} {request.path}", "error_type": (err.name or "").replace(" ", "")}
+        )
+        return Response(body, status=err.code or 500, mimetype="application/json")
+
+    @app.errorhandler(Exception)
+    def unexpected(err: Exception) -> Response:
+        log.exception("unhandled error")
+        return json_error(InvocationError(f"The model server failed: {type(err).__name__}"))
+
+    return app

@@ -1,0 +1,85 @@
+"""One invocation as a plain function: (body, content type, accept) -> (status, body, content type).
+
+No Flask here, so the logic is testable and benchmarkable without HTTP. Errors never leak tracebacks to
+the client: InvocationError subclasses carry their status; anything else is a 500 logged with its trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import codecs
+from .errors import BadRequest, InvocationError, NotAcceptable, PayloadTooLarge
+from .handlers import Handlers
+
+log = logging.getLogger(__name__)
+JSON = codecs.JSON
+
+
+def error_response(error: InvocationError) -> tuple[int, bytes, str]:
+    return error.status, codecs.json_codec.encode(error.to_dict()), JSON
+
+
+def invoke(
+    handlers: Handlers,
+    model: Any,
+    body: bytes,
+    content_type: str | None,
+    accept: str | None,
+    *,
+    max_payload_bytes: int | None = None,
+    default_content_type: str = JSON,
+    default_accept: str = JSON,
+) -> tuple[int, bytes, str]:
+    try:
+        if max_payload_bytes is not None and len(body) > max_payload_bytes:
+            raise PayloadTooLarge(
+                f"The request body is {len(body)} bytes; the limit is {max_payload_bytes} bytes "
+                "(SAGEMAKER_MAX_PAYLOAD_IN_MB)"
+            )
+        content_type = content_type or default_content_type
+        if handlers.accepts is None:  # the user's output side decides; pass the client's first choice
+            response_type = codecs.media_type((accept or default_accept).split(",")[0])
+            if response_type in ("*/*", ""):
+                response_type = default_accept
+        else:
+            response_type = codecs.negotiate(accept, list(handlers.accepts), default_accept)
+        result = _run_handlers(handlers, model, body, content_type, response_type)
+        if isinstance(result, tuple):
+            payload, response_type = result
+        else:
+            payload = result
+        if isinstance(payload, str):
+            payload = payload.encode()
+        return 200, payload, response_type
+    except InvocationError as err:
+        return error_response(err)
+    except Exception:  # noqa: BLE001 - a bug, not the client's fault: log the trace, answer without it
+        log.exception("invocation failed")
+        return error_response(InvocationError("The model server failed to process the request; see its log"))
+
+
+def _run_handlers(handlers: Handlers, model: Any, body: bytes, content_type: str, accept: str) -> Any:
+    if handlers.transform_fn is not None:
+        return _client_errors(handlers.transform_fn, model, body, content_type, accept)
+    data = _client_errors(handlers.input_fn, body, content_type)
+    prediction = _client_errors(handlers.predict_fn, data, model)
+    try:
+        return handlers.output_fn(prediction, accept)
+    except InvocationError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise NotAcceptable(f"The prediction cannot be written as {accept}: {err}") from None
+
+
+def _client_errors(fn, *args):
+    """Parsing and shape errors in the handlers describe the request: answer 400 with their message."""
+    try:
+        return fn(*args)
+    except InvocationError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError) as err:
+        log.info("bad request from %s: %r", getattr(fn, "__name__", fn), err)
+        message = str(err) if not isinstance(err, KeyError) else f"missing or unknown key {err}"
+        raise BadRequest(f"Invalid input: {message}") from None

@@ -1,0 +1,45 @@
+"""Child side of `train` for a family trainer: import BYOC_TRAIN, run it, turn exceptions into a failure file."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import traceback
+
+from . import interrupt
+from .errors import TrainingError
+from .failure import write_failure
+from .training_env import TrainingEnv
+
+log = logging.getLogger("byoc_runtime.trainer")
+
+
+def run(spec: str) -> int:
+    interrupt.install()
+    module_name, _, function_name = spec.partition(":")
+    try:
+        trainer = getattr(importlib.import_module(module_name), function_name or "train")
+        trainer(TrainingEnv.load())
+    except TrainingError as err:  # the user's to fix: the message says how, a traceback would bury it
+        write_failure(str(err))
+        return 2
+    except interrupt.TrainingInterrupted:
+        write_failure("Training was stopped by SIGTERM before it finished (checkpoints, if any, are kept)")
+        return 143
+    except MemoryError:
+        write_failure("Training ran out of memory: use a larger instance type or a smaller mini_batch_size")
+        return 1
+    except Exception as err:  # noqa: BLE001 - report every failure, with the traceback in the log
+        traceback.print_exc()
+        write_failure(f"Training failed: {type(err).__name__}: {err}", traceback.format_exc())
+        return 1
+    if interrupt.requested():
+        write_failure("Training was stopped by SIGTERM before it finished (a checkpoint was saved)")
+        return 143
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(run(sys.argv[1]))

@@ -1,0 +1,107 @@
+"""`serve` entry point: `docker run IMAGE serve`.
+
+gunicorn + Flask on SAGEMAKER_BIND_TO_PORT (default 8080). No --preload: MXNet and TensorFlow are not
+fork-safe, so each worker imports the handlers and loads the model after fork. Started as root, the
+workers drop to an unprivileged user (BYOC_SERVE_USER); SIGTERM stops gracefully within SageMaker's 30 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from gunicorn.app.base import BaseApplication
+
+from .archive import safe_extract
+from .serving_settings import ServingSettings
+
+log = logging.getLogger("byoc_runtime.serve")
+GRACEFUL_SECONDS = 20  # SageMaker sends SIGKILL 30 s after SIGTERM
+
+
+class _Server(BaseApplication):
+    def __init__(self, options: dict):
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from .app import create_app  # imported in the worker, after fork
+
+        return create_app()
+
+
+def gunicorn_options(settings: ServingSettings) -> dict:
+    options = {
+        "bind": f"0.0.0.0:{settings.port}",
+        "workers": settings.workers,
+        "worker_class": settings.worker_class,
+        "timeout": settings.timeout,
+        "graceful_timeout": GRACEFUL_SECONDS,
+        "keepalive": 75,  # longer than SageMaker's frontend keeps idle connections
+        "preload_app": False,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": os.environ.get("BYOC_LOG_LEVEL", "info"),
+        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+    }
+    if settings.worker_class == "gthread":
+        options["threads"] = settings.threads
+    if settings.user and os.geteuid() == 0:
+        try:
+            record = pwd.getpwnam(settings.user)
+            options["user"], options["group"] = record.pw_uid, record.pw_gid
+        except KeyError:
+            log.warning("serving user %r does not exist; workers keep running as root", settings.user)
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def unpack_model_archive(model_dir: Path) -> Path:
+    """If the model directory holds only model.tar.gz (not unpacked by the platform), unpack it safely."""
+    archive = model_dir / "model.tar.gz"
+    if not archive.is_file() or any(p.name != "model.tar.gz" for p in model_dir.iterdir()):
+        return model_dir
+    target = Path(tempfile.mkdtemp(prefix="model-"))
+    safe_extract(archive, target)
+    log.info("unpacked %s into %s", archive, target)
+    return target
+
+
+def _give_to(user: str, directory: Path) -> None:
+    """The workers run as `user`: let them read what we unpacked as root."""
+    try:
+        for path in [directory, *directory.rglob("*")]:
+            shutil.chown(path, user)
+    except (LookupError, OSError) as err:
+        log.warning("could not hand %s to %s: %s", directory, user, err)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ServingSettings.from_env()
+    model_dir = unpack_model_archive(settings.model_dir) if settings.model_dir.is_dir() else settings.model_dir
+    if model_dir != settings.model_dir:
+        os.environ["SM_MODEL_DIR"] = str(model_dir)
+        if settings.user and os.geteuid() == 0:
+            _give_to(settings.user, model_dir)
+    log.info(
+        "serving on port %d with %d %s worker(s), timeout %d s",
+        settings.port,
+        settings.workers,
+        settings.worker_class,
+        settings.timeout,
+    )
+    _Server(gunicorn_options(settings)).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Serving settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import SageMakerPaths
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    port: int = 8080
+    workers: int = 1
+    timeout: int = 60
+    max_payload_mb: float = 6.0
+    batch_strategy: str = "MULTI_RECORD"
+    max_concurrent_transforms: int | None = None
+    worker_class: str = "gthread"
+    threads: int = 4
+    user: str | None = None  # workers drop to this user when started as root
+    model_dir: Path = Path("/opt/ml/model")
+    family: str | None = None  # BYOC_SERVE: module with the family's default handlers
+    program: str | None = None  # SAGEMAKER_PROGRAM: a user inference script
+    submit_directory: str | None = None
+    default_accept: str = "application/json"
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return int(self.max_payload_mb * 1024 * 1024)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServingSettings:
+        env = os.environ if environ is None else environ
+        cores = os.cpu_count() or 1
+        workers = int(env.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cores)
+        return cls(
+            port=int(env.get("SAGEMAKER_BIND_TO_PORT") or 8080),
+            workers=max(1, workers),
+            timeout=int(env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or 60),
+            max_payload_mb=float(env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB") or 6),
+            batch_strategy=env.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD",
+            max_concurrent_transforms=int(env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"])
+            if env.get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
+            else None,
+            worker_class=env.get("BYOC_WORKER_CLASS") or "gthread",
+            threads=int(env.get("BYOC_WORKER_THREADS") or 4),
+            user=env.get("BYOC_SERVE_USER") or None,
+            model_dir=Path(env.get("SM_MODEL_DIR") or SageMakerPaths.from_env().model_dir),
+            family=env.get("BYOC_SERVE") or None,
+            program=env.get("SAGEMAKER_PROGRAM") or None,
+            submit_directory=env.get("SAGEMAKER_SUBMIT_DIRECTORY") or None,
+            default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
+        )

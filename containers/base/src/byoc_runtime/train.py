@@ -1,0 +1,119 @@
+"""`train` entry point: `docker run IMAGE train`.
+
+A supervisor around the training code: it reads the job config once, exports SM_*, runs the family's
+trainer (BYOC_TRAIN=module:function) or the user's script (script mode; BYOC_SCRIPT_ADAPTER=module:function
+lets a family run it its own way) as a child process group,
+forwards SIGTERM/SIGINT to it, and makes sure every failure leaves /opt/ml/output/failure behind.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+
+from .errors import TrainingError
+from .failure import failure_written, write_failure
+from .paths import SageMakerPaths
+from .training_env import TrainingEnv
+from .user_code import install_requirements, materialize, script_command
+
+log = logging.getLogger("byoc_runtime.train")
+STDERR_TAIL_LINES = 30
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    paths = SageMakerPaths.from_env()
+    try:
+        env = TrainingEnv.load(paths)
+        os.environ.update(env.sm_environment())
+        command, what = _command(env)
+    except TrainingError as err:
+        write_failure(str(err), paths=paths)
+        return 1
+    except Exception as err:  # noqa: BLE001 - anything here is a failed job, reported not raised
+        write_failure(f"Could not start training: {type(err).__name__}: {err}", traceback.format_exc(), paths)
+        return 1
+    log.info("running %s", what)
+    return _supervise(command, what, paths)
+
+
+def _command(env: TrainingEnv) -> tuple[list[str], str]:
+    program = env.program
+    if program:
+        code_dir = materialize(env.submit_directory, env.paths.code_dir)
+        install_requirements(code_dir)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code_dir), os.environ.get("PYTHONPATH")]))
+        os.chdir(code_dir)
+        adapter = os.environ.get("BYOC_SCRIPT_ADAPTER")
+        if adapter:
+            # A family that runs older script interfaces (e.g. a script that only defines train()) gets the
+            # script's directory as cwd and on PYTHONPATH, and decides how to run it.
+            return [sys.executable, "-m", "byoc_runtime.run_trainer", adapter], f"the training script {program!r}"
+        return script_command(program, code_dir, env.user_args()), f"the training script {program!r}"
+    trainer = os.environ.get("BYOC_TRAIN")
+    if not trainer:
+        raise TrainingError(
+            "This image has no built-in trainer (BYOC_TRAIN is unset): give an entry point with "
+            "SAGEMAKER_PROGRAM or the sagemaker_program hyperparameter"
+        )
+    return [sys.executable, "-m", "byoc_runtime.run_trainer", trainer], f"the trainer {trainer}"
+
+
+def _supervise(command: list[str], what: str, paths: SageMakerPaths) -> int:
+    # Own process group, so SIGTERM reaches helpers the trainer starts (parameter servers, workers).
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, process_group=0)
+    tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    reader = threading.Thread(target=_tee, args=(child.stderr, tail), daemon=True)
+    reader.start()
+    stopped_by: list[int] = []
+
+    def forward(signum: int, _frame) -> None:
+        stopped_by.append(signum)
+        log.info("forwarding %s to %s", signal.Signals(signum).name, what)
+        try:
+            os.killpg(child.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    returncode = child.wait()
+    reader.join(timeout=5)
+    if returncode == 0:
+        log.info("training finished")
+        return 0
+    if not failure_written(paths):
+        _report(returncode, what, list(tail), stopped_by, paths)
+    return returncode if returncode > 0 else 128 - returncode
+
+
+def _tee(stream, tail: collections.deque[str]) -> None:
+    for raw in iter(stream.readline, b""):
+        sys.stderr.buffer.write(raw)
+        sys.stderr.buffer.flush()
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            tail.append(line)
+
+
+def _report(returncode: int, what: str, tail: list[str], stopped_by: list[int], paths: SageMakerPaths) -> None:
+    if stopped_by:
+        reason = f"Training was stopped by {signal.Signals(stopped_by[0]).name} before it finished"
+    elif returncode < 0:
+        reason = f"{what} was killed by {signal.Signals(-returncode).name} (out of memory?)"
+    else:
+        last = next((line for line in reversed(tail) if not line.startswith(" ")), "")
+        reason = f"{what} exited with code {returncode}" + (f": {last}" if last else "")
+    write_failure(reason, "Last lines of stderr:\n" + "\n".join(tail), paths)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+import io
+import json
+
+import numpy as np
+import pytest
+
+from byoc_runtime import codecs
+from byoc_runtime.errors import BadRequest, NotAcceptable, UnsupportedMediaType
+
+
+def npy(array, **kwargs):
+    buffer = io.BytesIO()
+    np.save(buffer, array, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "Application/JSON; charset=utf-8",
+        "text/csv",
+        "application/x-npy",
+        "application/jsonlines",
+        "application/x-recordio-protobuf",
+    ],
+)
+def test_supported_types(content_type):
+    assert codecs.is_supported(content_type)
+
+
+def test_json_round_trip_with_numpy_values():
+    data = {"predictions": [{"score": np.float32(0.5)}, {"score": np.arange(2)}]}
+    assert json.loads(codecs.encode(data, "application/json")) == {"predictions": [{"score": 0.5}, {"score": [0, 1]}]}
+    assert codecs.decode(b'{"instances": [[1, 2]]}', "application/json") == {"instances": [[1, 2]]}
+
+
+def test_csv_decodes_numeric_rows_and_rejects_ragged_or_text():
+    assert codecs.decode(b"1,2\n3,4\n\n", "text/csv").tolist() == [[1, 2], [3, 4]]
+    with pytest.raises(BadRequest, match="row 2 has 1 columns"):
+        codecs.decode(b"1,2\n3\n", "text/csv")
+    with pytest.raises(BadRequest, match="must be numbers"):
+        codecs.decode(b"a,b\n", "text/csv")
+    with pytest.raises(BadRequest, match="no CSV rows"):
+        codecs.decode(b"\n\n", "text/csv")
+
+
+def test_csv_encodes_predictions_row_by_row():
+    assert codecs.encode({"predictions": [{"score": 1.5, "label": 1}, {"score": 2.0, "label": 0}]}, "text/csv") == (
+        b"1.5,1\n2.0,0\n"
+    )
+    assert codecs.encode(np.array([1.0, 2.0]), "text/csv") == b"1.0\n2.0\n"
+
+
+def test_jsonlines_round_trip_and_line_numbers_in_errors():
+    assert codecs.decode(b'{"a": 1}\n\n[2]\n', "application/jsonlines") == [{"a": 1}, [2]]
+    assert codecs.encode({"predictions": [{"s": 1}, {"s": 2}]}, "application/jsonlines") == b'{"s":1}\n{"s":2}\n'
+    with pytest.raises(BadRequest, match="line 2"):
+        codecs.decode(b'{"a": 1}\n{oops\n', "application/jsonlines")
+
+
+def test_npy_round_trip():
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert np.array_equal(codecs.decode(npy(array), "application/x-npy"), array)
+    assert np.array_equal(codecs.decode(codecs.encode(array, "application/x-npy"), "application/x-npy"), array)
+
+
+def test_npy_never_unpickles(tmp_path):
+    """An object array is how a pickle payload travels in .npy: it must be refused, not loaded."""
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    body = npy(np.array([Exploit()], dtype=object), allow_pickle=True)
+    with pytest.raises(BadRequest):
+        codecs.decode(body, "application/x-npy")
+    assert not marker.exists()
+
+
+def test_npy_truncated_is_bad_request():
+    with pytest.raises(BadRequest):
+        codecs.decode(npy(np.zeros((100, 100)))[:200], "application/x-npy")
+
+
+def test_unknown_types():
+    with pytest.raises(UnsupportedMediaType):
+        codecs.decode(b"x", "application/xml")
+    with pytest.raises(UnsupportedMediaType):
+        codecs.decode(b"x", None)
+    with pytest.raises(NotAcceptable):
+        codecs.encode([1], "image/png")
+
+
+@pytest.mark.parametrize(
+    "accept, expected",
+    [
+        (None, "application/json"),
+        ("*/*", "application/json"),
+        ("text/csv", "text/csv"),
+        ("image/png, text/csv;q=0.5", "text/csv"),
+        ("text/csv;q=0.2, application/jsonlines", "application/jsonlines"),
+        ("application/*", "application/json"),
+    ],
+)
+def test_negotiate(accept, expected):
+    assert codecs.negotiate(accept) == expected
+
+
+def test_negotiate_refuses_what_is_not_offered():
+    with pytest.raises(NotAcceptable):
+        codecs.negotiate("text/csv", ["application/json"])
+
+
+def test_envelopes():
+    assert codecs.instances_of({"instances": [1]}) == [1]
+    assert codecs.instances_of({"inputs": {"a": [1]}}) == {"a": [1]}
+    assert codecs.instances_of([1]) == [1]
+    assert codecs.predictions_of({"predictions": [2]}) == [2]

@@ -1,0 +1,101 @@
+"""Train ridge regression on CSV (label in the first column) or recordIO-protobuf, File or Pipe mode.
+
+epochs=0 solves in closed form; epochs>0 runs gradient descent with a checkpoint per epoch, resumes from
+the last checkpoint and stops cleanly on SIGTERM (what the docker tests of the runtime exercise).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from byoc_runtime import interrupt
+from byoc_runtime.codecs import csv_codec, recordio_protobuf
+from byoc_runtime.errors import DataError
+from byoc_runtime.hyperparameters import Param, validate
+from byoc_runtime.metrics import log_metric, write_metrics
+from byoc_runtime.training_env import Channel, TrainingEnv
+
+SPEC = {
+    "l2": Param(float, 0.0, min=0.0, help="ridge penalty"),
+    "epochs": Param(int, 0, min=0, max=100000, help="0 = closed form, else gradient-descent epochs"),
+    "learning_rate": Param(float, 0.1, min=0.0, help="gradient-descent step"),
+    "epoch_seconds": Param(float, 0.0, min=0.0, help="sleep per epoch (tests of SIGTERM and resume)"),
+}
+
+
+def read_channel(channel: Channel, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    recordio = (channel.content_type or "").startswith("application/x-recordio-protobuf")
+    if channel.is_pipe:
+        blobs = [channel.pipe_path(epoch).read_bytes()]
+    else:
+        files = sorted(p for p in channel.path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"Channel '{channel.name}' has no files in {channel.path}")
+        blobs = [p.read_bytes() for p in files]
+    if recordio:
+        decoded = [recordio_protobuf.decode(b) for b in blobs]
+        x = np.vstack([d.features for d in decoded])
+        y = np.concatenate([d.labels.ravel() for d in decoded])
+        return x, y
+    try:
+        table = np.vstack([csv_codec.decode(b) for b in blobs])
+    except ValueError as err:
+        raise DataError(f"Channel '{channel.name}' is not numeric CSV with the label first: {err}") from None
+    return table[:, 1:], table[:, 0]
+
+
+def train(env: TrainingEnv) -> None:
+    hp = validate(env.hyperparameters, SPEC)
+    x, y = read_channel(env.channel("train"))
+    x1 = np.hstack([x, np.ones((len(x), 1))])
+    checkpoint = env.checkpoint_dir / "linear.npz"
+    if hp["epochs"] == 0:
+        penalty = hp["l2"] * np.eye(x1.shape[1])
+        penalty[-1, -1] = 0.0
+        weights = np.linalg.solve(x1.T @ x1 + penalty, x1.T @ y)
+        epochs_done = 0
+    else:
+        interrupt.cooperate()
+        weights, start = np.zeros(x1.shape[1]), 0
+        if checkpoint.exists():
+            saved = np.load(checkpoint)
+            weights, start = saved["weights"], int(saved["epoch"])
+            print(f"resuming from checkpoint at epoch {start}", flush=True)
+        epochs_done = start
+        for epoch in range(start, hp["epochs"]):
+            grad = x1.T @ (x1 @ weights - y) / len(y) + hp["l2"] * np.r_[weights[:-1], 0.0]
+            weights = weights - hp["learning_rate"] * grad
+            epochs_done = epoch + 1
+            env.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_save(checkpoint, weights=weights, epoch=epochs_done)
+            log_metric("train_mse", float(np.mean((x1 @ weights - y) ** 2)), epoch=epochs_done)
+            time.sleep(hp["epoch_seconds"])
+            if interrupt.requested():
+                print(f"SIGTERM: checkpoint saved at epoch {epochs_done}", flush=True)
+                return
+    mse = float(np.mean((x1 @ weights - y) ** 2))
+    log_metric("train_mse", mse)
+    metrics = {"train_mse": mse, "epochs": epochs_done}
+    test = env.channel("test", required=False)
+    if test is not None:
+        tx, ty = read_channel(test)
+        metrics["test_mse"] = float(np.mean((np.hstack([tx, np.ones((len(tx), 1))]) @ weights - ty) ** 2))
+        log_metric("test_mse", metrics["test_mse"])
+    write_metrics(metrics, env.paths)
+    if env.is_master:
+        env.paths.model_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(env.paths.model_dir / "model.npz", weights=weights[:-1], bias=weights[-1])
+        (env.paths.model_dir / "hyperparameters.json").write_text(json.dumps(hp))
+
+
+def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
