@@ -5,7 +5,10 @@ import sys
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parents[1]
-# The runtime and the test family import as they do inside the images.
-for _path in (_ROOT / "containers/base/src", _ROOT / "tests/families/linear/src"):
+# The runtime and the families import as they do inside the images.
+_SOURCES = ["containers/base/src", "tests/families/linear/src"] + sorted(
+    str(p.relative_to(_ROOT)) for p in _ROOT.glob("containers/*/src") if p.parent.name != "base"
+)
+for _path in (_ROOT / s for s in _SOURCES):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
