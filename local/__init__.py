@@ -3,7 +3,9 @@
 import sys
 from pathlib import Path
 
-# The harness extracts archives with the runtime's own safe extraction.
-_RUNTIME = str(Path(__file__).resolve().parents[1] / "containers/base/src")
-if _RUNTIME not in sys.path:
-    sys.path.insert(0, _RUNTIME)
+# The harness extracts archives with the runtime's own safe extraction; the demos generate their sample
+# data with the families' own generators (containers/<family>/src).
+_ROOT = Path(__file__).resolve().parents[1]
+for _source in [_ROOT / "containers/base/src", *sorted(_ROOT.glob("containers/*/src"))]:
+    if str(_source) not in sys.path:
+        sys.path.append(str(_source))

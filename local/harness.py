@@ -245,7 +245,12 @@ class Harness:
         host_port = container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"]
         endpoint = Endpoint(container, f"http://127.0.0.1:{host_port}", started)
         if wait:
-            self.wait_ready(endpoint, ping_timeout)
+            try:
+                self.wait_ready(endpoint, ping_timeout)
+            except BaseException:  # a container that never became ready must not outlive the call
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+                raise
         return endpoint
 
     @staticmethod

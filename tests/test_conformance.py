@@ -32,9 +32,10 @@ def test_our_image_is_conformant(harness, csv_channel):
 
 
 def test_a_broken_image_fails_the_right_rows(harness, csv_channel):
-    results = statuses(
-        Conformance(build_image("test-broken"), {}, csv_channel, b'{"a": 1}', "application/json", harness).run()
-    )
+    image = build_image("test-broken")
+    results = statuses(Conformance(image, {}, csv_channel, b'{"a": 1}', "application/json", harness).run())
+    # Even a server that ignores SIGTERM and the port must not be left running.
+    assert not harness.client.containers.list(all=True, filters={"ancestor": image})
     assert results == {
         "label accept-bind-to-port=true": "FAIL",
         "train writes a model": "PASS",

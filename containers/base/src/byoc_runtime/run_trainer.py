@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import traceback
 
@@ -42,4 +43,11 @@ def run(spec: str) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(run(sys.argv[1]))
+    code = run(sys.argv[1])
+    # Everything is written (model, metrics, failure file). Skip interpreter teardown: native finalizers can
+    # block there forever, e.g. an MXNet dist kvstore's __del__ waiting in ps-lite for a scheduler that
+    # has already gone; the job would then hang after it succeeded or failed.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

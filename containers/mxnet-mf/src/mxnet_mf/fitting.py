@@ -1,0 +1,192 @@
+"""The MXNet training loop: fast where the course's loop is slow, with checkpoints, SIGTERM and kvstores.
+
+What makes it fast (bench/mxnet_mf.py measures it against the course's loop): the rating columns live
+on the device as NDArrays and each epoch is shuffled with one `take`, so a batch is a slice, not a
+DataLoader batchify in Python; the network is hybridized with static memory; the loss is summed on the
+device and read back once per epoch instead of an `asnumpy()` sync per batch.
+Import this module only after the ps-lite roles are set up (distributed.start_mxnet_parameter_servers).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon, nd
+
+from byoc_runtime import interrupt
+from byoc_runtime.metrics import log_metric
+
+from . import checkpoints, networks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    model: str
+    num_factors: int
+    hidden_units: list[int]
+    dropout: float
+    epochs: int
+    batch_size: int  # per host; the global mini-batch is batch_size * num_workers
+    learning_rate: float
+    wd: float
+    optimizer: str
+    seed: int
+    kvstore: str  # local | device | dist_sync | dist_device_sync | dist_async
+    l2: float = 0.0  # per-rating L2 on the embedding rows a batch touches
+    num_gpus: int = 0
+    checkpoint_dir: Path | None = None
+    write_checkpoints: bool = True  # the master only, in a multi-host job
+
+
+@dataclass
+class FitResult:
+    net: Any
+    epochs_done: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    interrupted: bool = False
+    samples_per_second: float = 0.0
+    resumed_from: int | None = None
+
+
+def contexts(num_gpus: int) -> list[mx.Context]:
+    return [mx.gpu(i) for i in range(num_gpus)] if num_gpus > 0 else [mx.cpu()]
+
+
+def optimizer_params(config: FitConfig) -> dict[str, float]:
+    params = {"learning_rate": config.learning_rate, "wd": config.wd}
+    if config.optimizer in ("sgd", "nag"):
+        params["momentum"] = 0.9
+    return params
+
+
+def fit(
+    config: FitConfig,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    num_users: int,
+    num_items: int,
+    global_mean: float,
+    evaluate: Callable[[Any], dict[str, float]] | None = None,
+    signature: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train on this host's rows; `evaluate(net)` after each epoch returns metrics to log (validation)."""
+    mx.random.seed(config.seed)
+    np.random.seed(config.seed)
+    ctx = contexts(config.num_gpus)
+    net = networks.build(
+        config.model, num_users, num_items, config.num_factors, config.hidden_units, config.dropout, global_mean
+    )
+    net.initialize(ctx=ctx)
+    net.hybridize(static_alloc=True, static_shape=True)
+    distributed = config.kvstore.startswith("dist")
+    kvstore = mx.kv.create(config.kvstore) if distributed or len(ctx) > 1 else config.kvstore
+    workers = kvstore.num_workers if distributed else 1
+    trainer = gluon.Trainer(net.collect_params(), config.optimizer, optimizer_params(config), kvstore=kvstore)
+
+    result = FitResult(net, 0)
+    signature = signature or {}
+    found = checkpoints.find(config.checkpoint_dir, signature) if config.checkpoint_dir else None
+    if found is not None and found.epoch > 0:
+        net.load_parameters(str(found.params), ctx=ctx)
+        if found.states is not None and not distributed:
+            trainer.load_states(str(found.states))
+        result.epochs_done, result.history, result.resumed_from = found.epoch, list(found.history), found.epoch
+        print(f"resuming from checkpoint at epoch {found.epoch}", flush=True)
+
+    # Data on the device (several GPUs: on the CPU, split per batch).
+    home = ctx[0] if len(ctx) == 1 else mx.cpu()
+    columns = (
+        nd.array(users, ctx=home, dtype="int32"),
+        nd.array(items, ctx=home, dtype="int32"),
+        nd.array(ratings, ctx=home, dtype="float32"),
+    )
+    count, batch = len(ratings), config.batch_size
+    trained_samples, trained_seconds = 0, 0.0
+    for epoch in range(result.epochs_done, config.epochs):
+        started = time.perf_counter()
+        order = nd.array(np.random.default_rng(config.seed + epoch).permutation(count), ctx=home, dtype="int32")
+        shuffled = [nd.take(column, order) for column in columns]
+        squared = [nd.zeros(1, ctx=c) for c in ctx]
+        seen = 0
+        # A dist kvstore fixes the batch size at the first step: every worker runs the same number of full
+        # batches (shards are equal-sized) and drops the remainder, a different subset each epoch.
+        stop = count - count % batch if distributed and count >= batch else count
+        for start in range(0, stop, batch):
+            parts = [column[start : start + batch] for column in shuffled]
+            size = parts[0].shape[0]
+            if len(ctx) > 1:
+                per_ctx = list(
+                    zip(*[gluon.utils.split_and_load(p, ctx, even_split=False) for p in parts], strict=False)
+                )
+            else:
+                per_ctx = [parts]
+            with autograd.record():
+                losses = [nd.square(net(u, i) - r) for u, i, r in per_ctx]
+                objective = (
+                    [loss + config.l2 * net.penalty(u, i) for loss, (u, i, _) in zip(losses, per_ctx, strict=False)]
+                    if config.l2
+                    else losses
+                )
+            autograd.backward(objective)
+            # Gradients are sums over the batch (and over workers on a dist kvstore): scale to the mean.
+            trainer.step(size * workers)
+            for total, loss in zip(squared, losses, strict=True):
+                total += loss.sum()
+            seen += size
+            if interrupt.requested():
+                break
+        train_mse = sum(float(total.asscalar()) for total in squared) / max(seen, 1)
+        seconds = time.perf_counter() - started
+        trained_samples, trained_seconds = trained_samples + seen, trained_seconds + seconds
+        if interrupt.requested():
+            # Resume re-runs this epoch from the weights as they are now.
+            _checkpoint(config, net, trainer, result.epochs_done, signature, result.history, distributed)
+            print(f"SIGTERM: checkpoint saved after {result.epochs_done} epochs", flush=True)
+            result.interrupted = True
+            break
+        record = {"epoch": epoch + 1, "train_rmse": float(np.sqrt(train_mse)), "samples_per_second": seen / seconds}
+        if evaluate is not None:
+            record.update(evaluate(net))
+        for name, value in record.items():
+            if name != "epoch":
+                log_metric(name, value, epoch=epoch + 1)
+        result.history.append(record)
+        result.epochs_done = epoch + 1
+        _checkpoint(config, net, trainer, result.epochs_done, signature, result.history, distributed)
+    result.samples_per_second = trained_samples / trained_seconds if trained_seconds else 0.0
+    return result
+
+
+def _checkpoint(config: FitConfig, net, trainer, epoch: int, signature, history, distributed: bool) -> None:
+    if config.checkpoint_dir is None or not config.write_checkpoints:
+        return
+    try:
+        checkpoints.save(config.checkpoint_dir, net, trainer, epoch, signature, history, with_states=not distributed)
+    except OSError as err:  # a full or read-only checkpoint volume must not lose the training itself
+        log.warning("could not write a checkpoint to %s: %s", config.checkpoint_dir, err)
+
+
+def predict(net, users: np.ndarray, items: np.ndarray, batch: int = 65536) -> np.ndarray:
+    """The network's own output (inference mode) for index pairs, for checking the exported model."""
+    ctx = next(iter(net.collect_params().values())).list_ctx()[0]
+    out = []
+    for start in range(0, len(users), batch):
+        u = nd.array(users[start : start + batch], ctx=ctx, dtype="int32")
+        i = nd.array(items[start : start + batch], ctx=ctx, dtype="int32")
+        out.append(net(u, i).asnumpy())
+    return np.concatenate(out) if out else np.empty(0, dtype=np.float32)
+
+
+def export_symbol(net, model_dir: Path, prefix: str = "mxnet_mf") -> None:
+    """The network as MXNet's symbol JSON + params, for users who load it with SymbolBlock.imports."""
+    net.export(str(model_dir / prefix), epoch=0)

@@ -1,0 +1,257 @@
+"""Serving handlers (BYOC_SERVE=mxnet_mf.serving): ratings, top-k recommendations and similar items.
+
+The task of each instance is its "task" field ("rating" | "recommend" | "similar"), or the request's
+top-level "task", or else read off its fields:
+  {"in0": [user], "in1": [item]}      rating, answered {"scores": [r]} (Object2Vec's request/response shape)
+  {"user_id": u, "item_id": i}        rating, answered {"rating": r}
+  {"user_id": u[, "k", "exclude_rated"]}  top-k items for the user (default k=10, exclude_rated=true)
+  {"item_id": i[, "k"]}               nearest items by cosine similarity of item embeddings (default k=5)
+One request may mix tasks; each task runs vectorised over all its instances. CSV rows `user,item` are
+ratings (answered one rating per line). Ids are the ones of the training files (196 or "196").
+
+Unknown ids answer 400 naming them, unless the request says "unknown_ids": "fallback": a rating then
+falls back to the known side's bias + the global bias (mlp: the mean rating) and a recommendation for
+an unknown user to the items with the highest bias (popularity). Similar items of an unknown item have
+no fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from byoc_runtime import codecs
+from byoc_runtime.codecs import csv_codec
+from byoc_runtime.errors import BadRequest
+
+from .recommender import Recommender
+
+ACCEPTS = (codecs.JSON, codecs.JSONLINES, codecs.CSV)
+TASKS = {
+    "rating": "rating",
+    "recommend": "recommend",
+    "recommendation": "recommend",
+    "similar": "similar",
+    "similar_items": "similar",
+}
+DEFAULT_K = {"recommend": 10, "similar": 5}
+MAX_K = 1000
+RECOMMEND_CHUNK = 512  # users scored at once: bounds the (users x items) score matrix
+
+
+@dataclass
+class Query:
+    instances: list[dict[str, Any]]
+    options: dict[str, Any] = field(default_factory=dict)  # request-wide defaults: task, k, exclude_rated
+
+
+def model_fn(model_dir: str) -> Recommender:
+    return Recommender.load(Path(model_dir))
+
+
+def input_fn(body: bytes, content_type: str) -> Query:
+    kind = codecs.media_type(content_type)
+    if kind == codecs.CSV:
+        return _csv_query(body)
+    data = codecs.decode(body, content_type)
+    options: dict[str, Any] = {}
+    if isinstance(data, dict):
+        options = {key: value for key, value in data.items() if key not in ("instances", "inputs")}
+        if "instances" not in data and "inputs" not in data:
+            data, options = [data], {}  # a single bare instance
+    instances = codecs.instances_of(data)
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('expected {"instances": [...]} with at least one instance')
+    for number, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            raise BadRequest(f'instance {number} must be an object such as {{"user_id": 1, "item_id": 2}}')
+    return Query(instances, options)
+
+
+def _csv_query(body: bytes) -> Query:
+    try:
+        rows = csv_codec.parse_rows(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BadRequest(f"Could not parse the text/csv body: {err}") from None
+    for number, row in enumerate(rows, start=1):
+        if len(row) != 2:
+            raise BadRequest(f"CSV row {number}: expected user,item (2 columns), got {len(row)}")
+    return Query([{"user_id": user, "item_id": item} for user, item in rows])
+
+
+def predict_fn(query: Query, model: Recommender) -> list[dict[str, Any]]:
+    fallback = _fallback_mode(query.options)
+    groups: dict[str, list[int]] = {"rating": [], "recommend": [], "similar": []}
+    for number, instance in enumerate(query.instances):
+        groups[_task_of(number, instance, query.options)].append(number)
+    answers: list[dict[str, Any] | None] = [None] * len(query.instances)
+    if groups["rating"]:
+        _ratings(model, query, groups["rating"], fallback, answers)
+    if groups["recommend"]:
+        _recommendations(model, query, groups["recommend"], fallback, answers)
+    if groups["similar"]:
+        _similar(model, query, groups["similar"], answers)
+    return answers  # type: ignore[return-value]
+
+
+def output_fn(predictions: list[dict[str, Any]], accept: str) -> bytes:
+    kind = codecs.media_type(accept)
+    if kind == codecs.CSV:
+        return codecs.encode([_csv_row(p) for p in predictions], accept)
+    if kind == codecs.JSONLINES:
+        return codecs.encode(predictions, accept)
+    return codecs.encode({"predictions": predictions}, accept)
+
+
+# ---------------------------------------------------------------------- request parsing
+def _fallback_mode(options: dict[str, Any]) -> bool:
+    mode = options.get("unknown_ids", "error")
+    if mode not in ("error", "fallback"):
+        raise BadRequest(f'"unknown_ids" must be "error" or "fallback", got {mode!r}')
+    return mode == "fallback"
+
+
+def _task_of(number: int, instance: dict[str, Any], options: dict[str, Any]) -> str:
+    task = instance.get("task", options.get("task"))
+    if task is not None:
+        if task not in TASKS:
+            raise BadRequest(f"instance {number}: unknown task {task!r}; use rating, recommend or similar")
+        return TASKS[task]
+    if "in0" in instance or "in1" in instance:
+        return "rating"
+    if "user_id" in instance and "item_id" in instance:
+        return "rating"
+    if "user_id" in instance:
+        return "recommend"
+    if "item_id" in instance:
+        return "similar"
+    raise BadRequest(
+        f"instance {number} has none of in0/in1, user_id, item_id: cannot tell a rating from a recommendation"
+    )
+
+
+def _raw_id(number: int, instance: dict[str, Any], key: str) -> Any:
+    if key not in instance:
+        raise BadRequest(f"instance {number} lacks {key!r}")
+    value = instance[key]
+    if key in ("in0", "in1"):  # Object2Vec sends token lists: [user]
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        else:
+            raise BadRequest(f"instance {number}: {key} must be a one-element list such as [196], got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadRequest(f"instance {number}: {key} must be an id (number or string), got {value!r}")
+    return value
+
+
+def _k_of(number: int, instance: dict[str, Any], options: dict[str, Any], task: str) -> int:
+    k = instance.get("k", options.get("k", DEFAULT_K[task]))
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise BadRequest(f"instance {number}: k must be a whole number from 1 to {MAX_K}, got {k!r}")
+    return k
+
+
+def _indices(index, raws: list[Any]) -> np.ndarray:
+    return np.array([index.lookup(raw) for raw in raws], dtype=np.int64)
+
+
+def _unknown(kind: str, numbers: list[int], raws: list[Any], positions: np.ndarray) -> BadRequest:
+    missing = [(n, r) for n, r, p in zip(numbers, raws, positions, strict=True) if p < 0]
+    shown = ", ".join(f"{raw!r} (instance {n})" for n, raw in missing[:10])
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return BadRequest(
+        f"unknown {kind} id(s) not seen in training: {shown}{more}; "
+        'send "unknown_ids": "fallback" for a bias-based answer'
+    )
+
+
+# ---------------------------------------------------------------------- tasks
+def _ratings(model: Recommender, query: Query, numbers: list[int], fallback: bool, answers: list) -> None:
+    object2vec = ["in0" in query.instances[n] or "in1" in query.instances[n] for n in numbers]
+    user_raw = [
+        _raw_id(n, query.instances[n], "in0" if o2v else "user_id") for n, o2v in zip(numbers, object2vec, strict=False)
+    ]
+    item_raw = [
+        _raw_id(n, query.instances[n], "in1" if o2v else "item_id") for n, o2v in zip(numbers, object2vec, strict=False)
+    ]
+    users, items = _indices(model.users, user_raw), _indices(model.items, item_raw)
+    if not fallback:
+        if (users < 0).any():
+            raise _unknown("user", numbers, user_raw, users)
+        if (items < 0).any():
+            raise _unknown("item", numbers, item_raw, items)
+    ratings = model.predict(users, items)
+    for n, o2v, rating in zip(numbers, object2vec, ratings.tolist(), strict=True):
+        answers[n] = {"scores": [rating]} if o2v else {"rating": rating}
+
+
+def _recommendations(model: Recommender, query: Query, numbers: list[int], fallback: bool, answers: list) -> None:
+    user_raw = [_raw_id(n, query.instances[n], "user_id") for n in numbers]
+    ks = [_k_of(n, query.instances[n], query.options, "recommend") for n in numbers]
+    exclude = []
+    for n in numbers:
+        flag = query.instances[n].get("exclude_rated", query.options.get("exclude_rated", True))
+        if not isinstance(flag, bool):
+            raise BadRequest(f"instance {n}: exclude_rated must be true or false, got {flag!r}")
+        exclude.append(flag)
+    users = _indices(model.users, user_raw)
+    if (users < 0).any() and not fallback:
+        raise _unknown("user", numbers, user_raw, users)
+    exclude_mask, k_max = np.array(exclude), max(ks)
+    known = np.flatnonzero(users >= 0)
+    for start in range(0, len(known), RECOMMEND_CHUNK):
+        rows = known[start : start + RECOMMEND_CHUNK]
+        top, scores = model.recommend(users[rows], k_max, exclude_mask[rows])
+        for row, items, values in zip(rows.tolist(), top, scores, strict=True):
+            answers[numbers[row]] = {
+                "user_id": user_raw[row],
+                "recommendations": _ranked(model, items, values, ks[row], "score"),
+            }
+    unknown = np.flatnonzero(users < 0)
+    if len(unknown):
+        top, scores = model.popular(k_max)
+        for row in unknown.tolist():
+            answers[numbers[row]] = {
+                "user_id": user_raw[row],
+                "recommendations": _ranked(model, top, scores, ks[row], "score"),
+                "fallback": "popularity: the user was not seen in training",
+            }
+
+
+def _similar(model: Recommender, query: Query, numbers: list[int], answers: list) -> None:
+    item_raw = [_raw_id(n, query.instances[n], "item_id") for n in numbers]
+    ks = [_k_of(n, query.instances[n], query.options, "similar") for n in numbers]
+    items = _indices(model.items, item_raw)
+    if (items < 0).any():
+        raise _unknown("item", numbers, item_raw, items)
+    top, similarity = model.similar(items, max(ks))
+    for row, n in enumerate(numbers):
+        answers[n] = {
+            "item_id": item_raw[row],
+            "similar_items": _ranked(model, top[row], similarity[row], ks[row], "similarity"),
+        }
+
+
+def _ranked(model: Recommender, items: np.ndarray, values: np.ndarray, k: int, name: str) -> list[dict[str, Any]]:
+    ranked = []
+    for item, value in zip(items[:k].tolist(), values[:k].tolist(), strict=True):
+        if not np.isfinite(value):  # fewer than k candidates left after excluding rated items
+            break
+        entry = {"item_id": model.items.id_of(item), name: value}
+        title = model.title(item)
+        if title is not None:
+            entry["title"] = title
+        ranked.append(entry)
+    return ranked
+
+
+def _csv_row(prediction: dict[str, Any]) -> list[Any]:
+    if "rating" in prediction:
+        return [prediction["rating"]]
+    if "scores" in prediction:
+        return prediction["scores"]
+    ranked = prediction.get("recommendations", prediction.get("similar_items", []))
+    return [entry["item_id"] for entry in ranked]
