@@ -241,9 +241,23 @@ class LocalRun:
     def close(self) -> None:
         while self._cleanups:
             self._cleanups.pop()()
+        self._remove_compose_containers()
         import shutil
 
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+    def _remove_compose_containers(self) -> None:
+        """Local mode runs `docker-compose up` and never `down`: the exited containers of its jobs and
+        endpoints would pile up. Remove the ones whose compose project lives under our work directory."""
+        with contextlib.suppress(Exception):
+            import docker
+
+            client = docker.from_env()
+            for container in client.containers.list(all=True, filters={"label": "com.docker.compose.project"}):
+                if container.labels.get("com.docker.compose.project.working_dir", "").startswith(str(self.workdir)):
+                    with contextlib.suppress(docker.errors.APIError):
+                        container.remove(force=True)
 
 
 @contextlib.contextmanager

@@ -76,6 +76,14 @@ def test_a_failing_step_still_cleans_up(data):
         with local_run(build_image("test-linear")) as run:
             run.fit({"train": (d / "train.csv", "text/csv")}, {"l2": "not-a-number"})
     assert not run.workdir.exists()
+    import docker
+
+    left = [
+        c.name
+        for c in docker.from_env().containers.list(all=True)
+        if c.labels.get("com.docker.compose.project.working_dir", "").startswith(str(run.workdir))
+    ]
+    assert not left, f"local mode left containers behind: {left}"
 
 
 @pytest.mark.parametrize("family", __import__("local.demo", fromlist=["x"]).available_families())
