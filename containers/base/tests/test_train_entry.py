@@ -187,3 +187,12 @@ def test_sigterm_reaches_a_script_that_traps_it(tmp_path, sig):
     process.send_signal(sig)
     process.communicate(timeout=30)
     assert (base / "model" / "stopped").read_text() == "yes"
+
+
+def test_help_lists_the_familys_hyperparameters():
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "BYOC_TRAIN": "linear_family.train:train"}
+    result = subprocess.run(
+        [sys.executable, "-m", "byoc_runtime.train", "--help"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| l2 | float | 0.0 | [0.0, ] | ridge penalty |" in result.stdout

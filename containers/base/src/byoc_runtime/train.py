@@ -29,6 +29,9 @@ STDERR_TAIL_LINES = 30
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--help"], ["-h"]):
+        return print_help()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     paths = SageMakerPaths.from_env()
     try:
@@ -43,6 +46,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     log.info("running %s", what)
     return _supervise(command, what, paths)
+
+
+def print_help() -> int:
+    """`docker run IMAGE train --help`: the family's hyperparameters (its trainer module's SPEC)."""
+    import importlib
+
+    from .hyperparameters import describe
+
+    trainer = os.environ.get("BYOC_TRAIN")
+    if not trainer:
+        print("This image has no built-in trainer: run your own script with SAGEMAKER_PROGRAM (script mode).")
+        return 0
+    module = importlib.import_module(trainer.partition(":")[0])
+    print(f"{(module.__doc__ or trainer).strip()}\n\nHyperparameters:\n")
+    spec = getattr(module, "SPEC", None)
+    print(describe(spec) if spec else "(this trainer does not declare them)")
+    return 0
 
 
 def _command(env: TrainingEnv) -> tuple[list[str], str]:
