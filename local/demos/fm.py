@@ -1,19 +1,13 @@
 """Factorization machines: the course's MNIST "is it a 0" classifier on the shipped 3,000-image sample
 (dense recordIO-protobuf), queried with the built-in algorithm's JSON (dense and sparse), CSV and recordIO."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from byoc_runtime.codecs import recordio_protobuf
+from fm_client import mnist
 from local.demo import Demo, Request
-
-# `python -m local.demo` puts only the runtime on sys.path; the client library lives in its own src dir.
-_CLIENT_SRC = str(Path(__file__).resolve().parents[2] / "containers" / "fm-client" / "src")
-if _CLIENT_SRC not in sys.path:
-    sys.path.insert(0, _CLIENT_SRC)
-from fm_client import mnist  # noqa: E402
 
 RECORDIO = "application/x-recordio-protobuf"
 

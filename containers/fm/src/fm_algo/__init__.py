@@ -1,0 +1,1 @@
+"""Factorization machines with the interface of SageMaker's built-in `factorization-machines` algorithm."""
