@@ -272,6 +272,8 @@ class Harness:
     @staticmethod
     def stop_endpoint(endpoint: Endpoint, timeout: int = 30) -> float:
         """docker stop: SIGTERM, then SIGKILL after `timeout` s (SageMaker's 30 s). Returns the seconds it took."""
+        # An idle keep-alive connection of ours would hold gunicorn's graceful stop for its full timeout.
+        endpoint.session.close()
         started = time.perf_counter()
         with contextlib.suppress(docker.errors.APIError):
             endpoint.container.stop(timeout=timeout)

@@ -1,22 +1,15 @@
 """NeuMF on generated MovieLens-format ratings (u.data, planted taste groups): leave-one-out HR@10 / NDCG@10
 against the popularity baseline, TF-Serving-style requests, top-k, and a CSV batch transform."""
 
-import importlib
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from local.demo import Demo, Request
 
-# `python -m local.demo` runs from the repository root, where the family's package is not on the path.
-FAMILY_SRC = Path(__file__).resolve().parents[2] / "containers" / "ncf-tf" / "src"
-
 
 def make(workdir: Path) -> Demo:
-    if str(FAMILY_SRC) not in sys.path:
-        sys.path.append(str(FAMILY_SRC))
-    synthetic = importlib.import_module("ncf_tf.synthetic")  # numpy only, no TensorFlow
+    from ncf_tf import synthetic  # numpy only, no TensorFlow
     rows = synthetic.planted_ratings(n_users=200, n_items=300, seed=0)
     synthetic.write(rows, workdir / "ratings", "u.data")
     pairs = np.random.default_rng(0).integers(0, 200, size=(50, 2))
