@@ -29,17 +29,31 @@ from tests.images import build_image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def training_throughput(image: str, data_dir: Path, epochs: int) -> dict:
-    command = [
-        "docker", "run", "--rm", "-v", f"{ROOT / 'bench'}:/opt/bench/bench:ro", "-v", f"{data_dir}:/data:ro",
-        "-e", "PYTHONPATH=/opt/bench:/opt/family/src:/opt/byoc/src", "--entrypoint", "python", image,
-        "-m", "bench.mxnet_mf_loops", "/data", str(epochs),
-    ]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if out.returncode != 0 or not lines:
-        sys.exit(f"the training benchmark failed:\n{out.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+def training_throughput(image: str, data_dir: Path, epochs: int, rounds: int = 2) -> dict:
+    """Best samples/s of each loop over `rounds` alternating runs, each loop in a container of its own."""
+    best: dict[str, dict[str, float]] = {"course": {}, "ours": {}}
+    for _ in range(rounds):
+        for loop in ("course", "ours"):
+            engine = ["-e", "MXNET_ENGINE_TYPE=NaiveEngine"] if loop == "ours" else []
+            command = [
+                "docker", "run", "--rm", "-v", f"{ROOT / 'bench'}:/opt/bench/bench:ro", "-v", f"{data_dir}:/data:ro",
+                "-e", "PYTHONPATH=/opt/bench:/opt/family/src:/opt/byoc/src", *engine, "--entrypoint", "python",
+                image, "-m", "bench.mxnet_mf_loops", "/data", str(epochs), loop,
+            ]  # fmt: skip
+            out = subprocess.run(command, capture_output=True, text=True, check=False)
+            lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+            if out.returncode != 0 or not lines:
+                sys.exit(f"the training benchmark failed:\n{out.stderr[-3000:]}")
+            result = json.loads(lines[-1].removeprefix("RESULT "))
+            for key, value in result["results"].items():
+                best[loop][key] = max(best[loop].get(key, 0.0), value)
+    keys = best["ours"].keys()
+    return {
+        "ratings": result["ratings"],
+        "epochs": epochs,
+        "rounds": rounds,
+        "results": {key: {"ours": best["ours"][key], "course": best["course"][key]} for key in keys},
+    }
 
 
 def latency(url: str, body: bytes, repeats: int) -> list[float]:

@@ -1,11 +1,14 @@
 """Runs INSIDE the byoc-mxnet-mf image (bench/mxnet_mf.py starts it): training samples/s of our fitting
 loop against the course's style of loop, side by side, on the same data, the same network sizes and the
-same batch size; the two alternate so that a noisy neighbour slows both alike.
+same batch size; bench/mxnet_mf.py alternates the two so that a noisy neighbour slows both alike.
 
 The course's loop (Labs 1 and 3): a Gluon DataLoader over an ArrayDataset, a non-hybridized Block, and
 `nd.sum(loss).asscalar()` after every batch to accumulate the epoch's loss (a device sync per batch).
 
-    python -m bench.mxnet_mf_loops DATA_DIR EPOCHS  -> a line 'RESULT {json}' on stdout
+    python -m bench.mxnet_mf_loops DATA_DIR EPOCHS course|ours  -> a line 'RESULT {json}' on stdout
+
+Each loop runs in its own process: ours with the engine our trainer picks on a CPU (MXNET_ENGINE_TYPE=
+NaiveEngine), the course's with MXNet's default.
 """
 
 from __future__ import annotations
@@ -87,28 +90,21 @@ def our_loop(users, items, ratings, num_users, num_items, model, batch, epochs) 
     return len(ratings) * epochs / (time.perf_counter() - started)
 
 
-def main(data_dir: str, epochs: int, rounds: int = 2) -> None:
+def main(data_dir: str, epochs: int, loop: str) -> None:
     table = read_ratings(Channel("train", Path(data_dir)))
     user_index, users = IdIndex.build(table.users)
     item_index, items = IdIndex.build(table.items)
     ratings = table.ratings
+    run = {"course": course_loop, "ours": our_loop}[loop]
     results = {}
     for model in ("mf", "deep"):
         for batch in (256, 1024):
-            ours, course = [], []
-            for _ in range(rounds):  # alternate: a slow moment hits both
-                args = (users, items, ratings, len(user_index), len(item_index), model, batch, epochs)
-                course.append(course_loop(*args))
-                ours.append(our_loop(*args))
-            results[f"{model}/{batch}"] = {
-                "ours": max(ours),
-                "course": max(course),
-                "ours_all": ours,
-                "course_all": course,
-            }
+            results[f"{model}/{batch}"] = run(
+                users, items, ratings, len(user_index), len(item_index), model, batch, epochs
+            )
     # Our loop logs its metrics on stdout too: the result is the line that starts with RESULT.
     print("RESULT " + json.dumps({"ratings": len(ratings), "epochs": epochs, "results": results}), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3])

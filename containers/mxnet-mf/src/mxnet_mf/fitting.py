@@ -87,7 +87,8 @@ def fit(
         config.model, num_users, num_items, config.num_factors, config.hidden_units, config.dropout, global_mean
     )
     net.initialize(ctx=ctx)
-    net.hybridize(static_alloc=True, static_shape=True)
+    objective = _Objective(net, config.l2)
+    objective.hybridize(static_alloc=True, static_shape=True)
     distributed = config.kvstore.startswith("dist")
     kvstore = mx.kv.create(config.kvstore) if distributed or len(ctx) > 1 else config.kvstore
     workers = kvstore.num_workers if distributed else 1
@@ -116,7 +117,6 @@ def fit(
         started = time.perf_counter()
         order = nd.array(np.random.default_rng(config.seed + epoch).permutation(count), ctx=home, dtype="int32")
         shuffled = [nd.take(column, order) for column in columns]
-        squared = [nd.zeros(1, ctx=c) for c in ctx]
         seen = 0
         # A dist kvstore fixes the batch size at the first step: every worker runs the same number of full
         # batches (shards are equal-sized) and drops the remainder, a different subset each epoch.
@@ -131,21 +131,14 @@ def fit(
             else:
                 per_ctx = [parts]
             with autograd.record():
-                losses = [nd.square(net(u, i) - r) for u, i, r in per_ctx]
-                objective = (
-                    [loss + config.l2 * net.penalty(u, i) for loss, (u, i, _) in zip(losses, per_ctx, strict=False)]
-                    if config.l2
-                    else losses
-                )
-            autograd.backward(objective)
+                losses = [objective(u, i, r) for u, i, r in per_ctx]
+            autograd.backward(losses)
             # Gradients are sums over the batch (and over workers on a dist kvstore): scale to the mean.
             trainer.step(size * workers)
-            for total, loss in zip(squared, losses, strict=True):
-                total += loss.sum()
             seen += size
             if interrupt.requested():
                 break
-        train_mse = sum(float(total.asscalar()) for total in squared) / max(seen, 1)
+        train_rmse = None if interrupt.requested() else _rmse(net, columns, ctx[0])
         seconds = time.perf_counter() - started
         trained_samples, trained_seconds = trained_samples + seen, trained_seconds + seconds
         if interrupt.requested():
@@ -154,7 +147,7 @@ def fit(
             print(f"SIGTERM: checkpoint saved after {result.epochs_done} epochs", flush=True)
             result.interrupted = True
             break
-        record = {"epoch": epoch + 1, "train_rmse": float(np.sqrt(train_mse)), "samples_per_second": seen / seconds}
+        record = {"epoch": epoch + 1, "train_rmse": train_rmse, "samples_per_second": seen / seconds}
         if evaluate is not None:
             record.update(evaluate(net))
         for name, value in record.items():
@@ -165,6 +158,27 @@ def fit(
         _checkpoint(config, net, trainer, result.epochs_done, signature, result.history, distributed)
     result.samples_per_second = trained_samples / trained_seconds if trained_seconds else 0.0
     return result
+
+
+class _Objective(gluon.HybridBlock):
+    """Squared error plus the per-rating L2 penalty, inside the cached graph: one op per batch, not four."""
+
+    def __init__(self, net: gluon.HybridBlock, l2: float):
+        super().__init__()
+        self.net, self.l2 = net, l2
+
+    def hybrid_forward(self, F, users, items, ratings):
+        loss = F.square(self.net(users, items) - ratings)
+        return loss + self.l2 * self.net.penalty(users, items) if self.l2 else loss
+
+
+def _rmse(net, columns, ctx: mx.Context, chunk: int = 65536) -> float:
+    """RMSE of the network as it is after the epoch, in a few large forward passes (no per-batch syncs)."""
+    total, count = nd.zeros(1, ctx=ctx), columns[2].shape[0]
+    for start in range(0, count, chunk):
+        users, items, ratings = (column[start : start + chunk].as_in_context(ctx) for column in columns)
+        total += nd.square(net(users, items) - ratings).sum()
+    return float(np.sqrt(total.asscalar() / max(count, 1)))
 
 
 def _checkpoint(config: FitConfig, net, trainer, epoch: int, signature, history, distributed: bool) -> None:
