@@ -83,13 +83,20 @@ def fit(
     mx.random.seed(config.seed)
     np.random.seed(config.seed)
     ctx = contexts(config.num_gpus)
+    distributed = config.kvstore.startswith("dist")
     net = networks.build(
-        config.model, num_users, num_items, config.num_factors, config.hidden_units, config.dropout, global_mean
+        config.model,
+        num_users,
+        num_items,
+        config.num_factors,
+        config.hidden_units,
+        config.dropout,
+        global_mean,
+        sparse_grad=not distributed and len(ctx) == 1,
     )
     net.initialize(ctx=ctx)
     objective = _Objective(net, config.l2)
     objective.hybridize(static_alloc=True, static_shape=True)
-    distributed = config.kvstore.startswith("dist")
     kvstore = mx.kv.create(config.kvstore) if distributed or len(ctx) > 1 else config.kvstore
     workers = kvstore.num_workers if distributed else 1
     trainer = gluon.Trainer(net.collect_params(), config.optimizer, optimizer_params(config), kvstore=kvstore)
