@@ -1,0 +1,208 @@
+"""Gluon MLP/CNN on the full MNIST and Fashion-MNIST: validation accuracy after N epochs of our training job
+(gluon_cnn.train, run in-process on an /opt/ml tree in tmp) next to the course's figures, and training
+images/s of our loop against the course's plain loop (non-hybridized, DataLoader with a per-sample transform,
+per-batch metric update), the same network, measured side by side on a fixed number of batches.
+
+    python -m bench.gluon_cnn [--epochs 10] [--batches 300] [--only throughput|accuracy]
+
+Needs mxnet 1.9.1 with numpy<2 (a venv, or inside the byoc-gluon-cnn image) and ../shared/data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import bench  # noqa: F401 - puts containers/*/src on sys.path
+from bench.machine import RESULTS, markdown_table, save
+
+DATA = Path(os.environ.get("BYOC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+COURSE = {("mnist", "mlp"): 0.9734, ("mnist", "cnn"): 0.9905, ("fashion-mnist", "mlp"): 0.8853,
+          ("fashion-mnist", "cnn"): 0.9055}  # fmt: skip
+BATCH = 100
+
+
+def course_images_per_second(
+    network: str, images: np.ndarray, labels: np.ndarray, batches: int, per_sample_transform: bool = True
+) -> float:
+    """The course's loop: net not hybridized, DataLoader over a dataset transformed per sample (the lab's
+    input_transformer), metric.update every batch (an asnumpy sync per batch). per_sample_transform=False is a
+    stronger baseline: the same loop over arrays scaled once up front."""
+    import mxnet as mx
+    from mxnet import autograd, gluon
+
+    from gluon_cnn import networks
+
+    def transform(data, label):
+        return data.astype(np.float32).expand_dims(axis=0) / 255, label.astype(np.float32)
+
+    if per_sample_transform:
+        dataset = gluon.data.ArrayDataset(mx.nd.array(images, dtype=np.uint8), mx.nd.array(labels))
+        dataset = dataset.transform(transform)
+    else:
+        scaled = (images.astype(np.float32) / 255)[:, None]
+        dataset = gluon.data.ArrayDataset(mx.nd.array(scaled), mx.nd.array(labels))
+    loader = gluon.data.DataLoader(dataset, batch_size=BATCH, shuffle=True)
+    net = networks.NETWORKS[network](10)
+    net.initialize(mx.init.Xavier(magnitude=2.24), ctx=mx.cpu())
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    metric = mx.metric.Accuracy()
+    started, seen = None, 0
+    for i, (data, label) in enumerate(loader):
+        if i == 10:  # warm-up excluded, as for ours
+            mx.nd.waitall()
+            started, seen = time.perf_counter(), 0
+        with autograd.record():
+            output = net(data)
+            loss = loss_fn(output, label)
+        loss.backward()
+        trainer.step(data.shape[0])
+        metric.update([label], [output])
+        seen += data.shape[0]
+        if i == 10 + batches:
+            break
+    mx.nd.waitall()
+    return seen / (time.perf_counter() - started)
+
+
+def our_images_per_second(network: str, images: np.ndarray, labels: np.ndarray, batches: int, **options) -> float:
+    import mxnet as mx
+    from mxnet import gluon
+
+    from gluon_cnn import loop, networks
+
+    net = networks.NETWORKS[network](10, **options)
+    net.initialize(mx.init.Xavier(), ctx=mx.cpu())
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+    runner = loop.Loop(net, trainer, [mx.cpu()])
+    x, y = loop.to_device(images, labels, mx.cpu())
+    order = np.random.default_rng(0).permutation(len(labels))
+    runner.train_epoch(x, y, order, BATCH, BATCH, max_batches=10)  # warm-up: graph building, allocation
+    result = runner.train_epoch(x, y, order, BATCH, BATCH, max_batches=batches)
+    return result.images_per_second
+
+
+def train_job(dataset: str, network: str, epochs: int, extra: dict) -> dict:
+    """Our SageMaker training job, in-process, on a tmp /opt/ml whose channels link to the full data set."""
+    from byoc_runtime.training_env import TrainingEnv
+    from gluon_cnn import train
+
+    with tempfile.TemporaryDirectory(prefix="bench-gluon-") as tmp:
+        base = Path(tmp)
+        for channel in ("train", "test"):
+            (base / "input" / "data" / channel).mkdir(parents=True)
+            for source in (DATA / dataset).glob("*.gz"):
+                (base / "input" / "data" / channel / source.name).symlink_to(source)
+        (base / "input" / "config").mkdir(parents=True)
+        hyperparameters = {"network": network, "epochs": epochs, "log_interval": 0, **extra}
+        (base / "input" / "config" / "hyperparameters.json").write_text(
+            json.dumps({k: json.dumps(v) for k, v in hyperparameters.items()})
+        )
+        os.environ["SAGEMAKER_BASE_DIR"] = str(base)
+        started = time.perf_counter()
+        train.train(TrainingEnv.load())
+        metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+        metrics["wall_s"] = time.perf_counter() - started
+        metrics["hyperparameters"] = hyperparameters
+        return metrics
+
+
+def throughput(args) -> tuple[list[dict], str]:
+    """Images/s of the four loops on the same data, interleaved round by round (so a load change on a shared
+    machine hits all of them alike); the median of the rounds is reported."""
+    from gluon_cnn import data
+
+    train_set = data.load_channel(DATA / "mnist", "train")
+    x, y, n = train_set.images, train_set.labels, args.batches
+    variants = {
+        "course": lambda net: course_images_per_second(net, x, y, n),
+        "course_prescaled": lambda net: course_images_per_second(net, x, y, n, per_sample_transform=False),
+        "ours": lambda net: our_images_per_second(net, x, y, n),
+        "ours_default_net": lambda net: our_images_per_second(net, x, y, n, dropout=0.5, batch_norm=True),
+    }
+    records, rows = [], []
+    for network in args.networks:
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.rounds):
+            for name, measure in variants.items():
+                samples[name].append(measure(network))
+        median = {name: statistics.median(values) for name, values in samples.items()}
+        records.append({"network": network, "median": median, "rounds": samples})
+        rows.append(
+            [network, f"{median['course']:,.0f}", f"{median['course_prescaled']:,.0f}", f"{median['ours']:,.0f}",
+             f"{median['ours'] / median['course']:.2f}x", f"{median['ours'] / median['course_prescaled']:.2f}x",
+             f"{median['ours_default_net']:,.0f}"]
+        )  # fmt: skip
+        print(f"throughput {network}: {median}", flush=True)
+    table = markdown_table(
+        ["network (MNIST, batch 100)", "course loop img/s", "course loop, pre-scaled arrays img/s",
+         "our loop img/s", "ours / course", "ours / pre-scaled", "ours, default net (BN + dropout) img/s"],
+        rows,
+    )  # fmt: skip
+    return records, table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batches", type=int, default=300, help="batches timed per throughput measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds (median reported)")
+    parser.add_argument("--only", choices=("throughput", "accuracy"), help="run one part; the other part of an "
+                        "existing results file is kept")  # fmt: skip
+    parser.add_argument("--datasets", nargs="*", default=["mnist", "fashion-mnist"])
+    parser.add_argument("--networks", nargs="*", default=["mlp", "cnn"])
+    args = parser.parse_args(argv)
+    results: dict = {"batch_size": BATCH, "throughput_batches": args.batches, "throughput_rounds": args.rounds}
+    previous = RESULTS / "gluon_cnn.json"
+    if args.only and previous.exists():
+        kept = json.loads(previous.read_text())
+        part = ("accuracy", "accuracy_table", "epochs", "accuracy_command")
+        if args.only == "accuracy":
+            part = ("throughput", "throughput_table", "throughput_batches", "throughput_rounds", "throughput_command")
+        results.update({k: kept[k] for k in part if k in kept})
+        results.setdefault(f"{part[0]}_command", kept.get("command"))  # a full run's single command
+    if args.only != "accuracy":
+        results["throughput"], results["throughput_table"] = throughput(args)
+        print("\n" + results["throughput_table"] + "\n", flush=True)
+    if args.only != "throughput":
+        results["epochs"] = args.epochs
+        rows, results["accuracy"] = [], []
+        for dataset in args.datasets:
+            for network in args.networks:
+                extra = {"class_names": dataset}
+                metrics = train_job(dataset, network, args.epochs, extra)
+                course = COURSE[(dataset, network)]
+                results["accuracy"].append({"dataset": dataset, "network": network, "course": course, **metrics})
+                rows.append(
+                    [dataset, network, args.epochs, f"{metrics['validation_accuracy']:.4f}", f"{course:.4f}",
+                     f"{metrics['images_per_second']:,.0f}", f"{metrics['wall_s']:.0f}",
+                     ", ".join(f"{k}={v}" for k, v in extra.items() if k != "class_names") or "defaults"]
+                )  # fmt: skip
+                print(f"accuracy {dataset} {network}: {metrics['validation_accuracy']:.4f}", flush=True)
+        table = markdown_table(
+            ["data set", "network", "epochs", "validation accuracy", "course (10 epochs)", "train img/s", "wall s",
+             "hyperparameters"],
+            rows,
+        )  # fmt: skip
+        results["accuracy_table"] = table
+        print("\n" + table + "\n", flush=True)
+    command = ("python -m bench.gluon_cnn " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    for part in ("throughput", "accuracy"):
+        if args.only in (None, part):
+            results[f"{part}_command"] = command
+    print(f"written to {save('gluon_cnn', results, command)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

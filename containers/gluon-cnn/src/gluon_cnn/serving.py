@@ -1,0 +1,121 @@
+"""Serving handlers: model_fn / input_fn / predict_fn / output_fn (the runtime owns the server).
+
+Responses: {"predictions": [7, 2, ...]} by default; verbose (JSON body field "verbose": true, or
+`Accept: application/json; verbose=1`, or the SageMaker CustomAttributes header "verbose=1") gives each
+prediction's class, label, probability and all class probabilities, plus the class names.
+NPY: the classes, or the (N, classes) probabilities when verbose. The model can be ours (model-symbol.json,
+model-0000.params, gluon-cnn.json) or the legacy interface's (model.json + model.params).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from byoc_runtime import codecs
+
+from . import inputs
+
+ACCEPTS = (codecs.JSON, codecs.JSONLINES, codecs.NPY, codecs.CSV)
+CHUNK = 1024  # images per forward pass: large batches stay vectorised with bounded memory
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+class Classifier:
+    def __init__(self, net, class_names: list[str], ctx):
+        self.net, self.class_names, self.ctx = net, class_names, ctx
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        import mxnet as mx
+
+        out = []
+        for start in range(0, len(batch), CHUNK):
+            x = mx.nd.array(batch[start : start + CHUNK], ctx=self.ctx)
+            out.append(mx.nd.softmax(self.net(x), axis=1).asnumpy())
+        return np.concatenate(out)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: np.ndarray  # (N, classes)
+    class_names: list[str]
+    verbose: bool
+
+    @property
+    def classes(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+
+def model_fn(model_dir: str) -> Classifier:
+    import mxnet as mx
+
+    from .train import META_FILE, MODEL_PREFIX
+
+    directory = Path(model_dir)
+    ctx = mx.gpu(0) if mx.context.num_gpus() else mx.cpu()
+    if (directory / f"{MODEL_PREFIX}-symbol.json").exists():
+        symbol, params = directory / f"{MODEL_PREFIX}-symbol.json", directory / f"{MODEL_PREFIX}-0000.params"
+    elif (directory / "model.json").exists():  # what the course's legacy save(net, model_dir) writes
+        symbol, params = directory / "model.json", directory / "model.params"
+    else:
+        found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        raise FileNotFoundError(f"no model-symbol.json or model.json in {model_dir} (found {found})")
+    with warnings.catch_warnings():  # "Cannot decide type for data": it is float32, given at the first call
+        warnings.simplefilter("ignore", UserWarning)
+        net = mx.gluon.SymbolBlock.imports(str(symbol), ["data"], str(params), ctx=ctx)
+    net.hybridize(static_alloc=True)
+    meta_file = directory / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    classes = net(mx.nd.zeros((1, 1, 28, 28), ctx=ctx)).shape[1]
+    names = meta.get("class_names") or [str(i) for i in range(classes)]
+    return Classifier(net, names[:classes], ctx)
+
+
+def input_fn(body: bytes, content_type: str) -> inputs.Batch:
+    batch = inputs.parse(body, content_type)
+    return batch if batch.verbose or not _verbose_from_headers() else inputs.Batch(batch.images, True)
+
+
+def predict_fn(batch: inputs.Batch, model: Classifier) -> Prediction:
+    return Prediction(model.probabilities(batch.images), model.class_names, batch.verbose)
+
+
+def output_fn(prediction: Prediction, accept: str) -> bytes:
+    kind = codecs.media_type(accept)
+    if kind == codecs.NPY:
+        return codecs.encode(prediction.probabilities if prediction.verbose else prediction.classes, kind)
+    if not prediction.verbose:
+        return codecs.encode({"predictions": prediction.classes.tolist()}, kind)
+    rows = [
+        {
+            "class": int(c),
+            "label": prediction.class_names[c],
+            "probability": round(float(p[c]), 6),
+            "probabilities": [round(float(v), 6) for v in p],
+        }
+        for c, p in zip(prediction.classes, prediction.probabilities, strict=True)
+    ]
+    if kind == codecs.JSON:
+        return codecs.encode({"predictions": rows, "class_names": prediction.class_names}, kind)
+    if kind == codecs.CSV:  # class, label, probability per line
+        return codecs.encode([[r["class"], r["label"], r["probability"]] for r in rows], kind)
+    return codecs.encode(rows, kind)
+
+
+def _verbose_from_headers() -> bool:
+    """The runtime hands handlers the bare media type; the verbose flag rides on the Accept parameters or on
+    SageMaker's CustomAttributes, so read them from the request being served (absent outside a request)."""
+    try:
+        from flask import has_request_context, request
+    except ImportError:
+        return False
+    if not has_request_context():
+        return False
+    accept = request.headers.get("Accept", "")
+    attributes = request.headers.get(CUSTOM_ATTRIBUTES, "")
+    flags = [p.strip().lower().replace(" ", "") for p in (accept + ";" + attributes).replace(",", ";").split(";")]
+    return any(f in ("verbose=1", "verbose=true") for f in flags)

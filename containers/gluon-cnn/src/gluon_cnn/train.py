@@ -1,0 +1,195 @@
+"""The SageMaker training job: `network` (mlp | cnn) on MNIST-style data, one or more hosts, CPU or GPUs.
+
+Channels: `train` (required) and `test` or `validation` (optional), in any format of data.py.
+Multi-host: the ps-lite scheduler and servers start before mxnet is imported (byoc_runtime.distributed),
+each worker trains on its shard with `batch_size / workers` images per step, kvstore dist_sync; the master
+(hosts[0]) alone writes the model and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from byoc_runtime import distributed, interrupt
+from byoc_runtime.errors import DataError, HyperparameterError
+from byoc_runtime.hyperparameters import Param, validate
+from byoc_runtime.metrics import log_metric, write_metrics
+from byoc_runtime.training_env import TrainingEnv
+
+from . import augment, data
+
+KVSTORES = ("auto", "local", "device", "dist_sync", "dist_device_sync")
+FASHION_MNIST = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot")  # fmt: skip
+CLASS_PRESETS = {"mnist": tuple(str(d) for d in range(10)), "fashion-mnist": FASHION_MNIST}
+SPEC = {
+    "network": Param(str, "cnn", choices=("mlp", "cnn"), help="mlp (128-64-10) or cnn (LeNet-style)"),
+    "batch_size": Param(int, 100, min=1, max=65536, help="images per step, over all hosts and GPUs"),
+    "epochs": Param(int, 10, min=1, max=1000, help="passes over the training data"),
+    "learning_rate": Param(float, 0.1, min=0.0, max=10.0, help="SGD learning rate (the peak, with cosine)"),
+    "momentum": Param(float, 0.9, min=0.0, max=0.999, help="SGD momentum"),
+    "wd": Param(float, 0.0005, min=0.0, max=0.1, help="weight decay"),
+    "lr_schedule": Param(str, "cosine", choices=("cosine", "constant"), help="per-step cosine decay to 0, or none"),
+    "dropout": Param(float, 0.5, min=0.0, max=0.9, help="dropout before the classifier layer"),
+    "batch_norm": Param(bool, True, help="batch normalisation before each hidden ReLU"),
+    "augment": Param(
+        str,
+        "none",
+        choices=("none", "shift", "shift-flip"),
+        help="per-epoch random shifts of up to 2 pixels; shift-flip adds horizontal flips (clothes, not digits)",
+    ),  # fmt: skip
+    "log_interval": Param(int, 100, min=0, help="log training loss/accuracy every N batches (0: per epoch only)"),
+    "kvstore": Param(str, "auto", choices=KVSTORES, help="auto: local, device (GPUs), dist_sync (hosts)"),
+    "class_names": Param(
+        str, "", help="'mnist', 'fashion-mnist' or comma-separated names (default: digits or the image folder names)"
+    ),  # fmt: skip
+    "seed": Param(int, 1, min=0, help="initialisation and shuffling seed (the same on every host)"),
+}
+MODEL_PREFIX = "model"  # model-symbol.json + model-0000.params (HybridBlock.export)
+META_FILE = "gluon-cnn.json"
+
+
+def train(env: TrainingEnv) -> None:
+    hp = validate(env.hyperparameters, SPEC)
+    train_channel = env.channel("train")
+    test_channel = env.channel("test", required=False) or env.channel("validation", required=False)
+    for channel in filter(None, (train_channel, test_channel)):
+        if channel.is_pipe:
+            raise DataError(f"Channel '{channel.name}' uses Pipe mode; this image reads File or FastFile channels")
+    train_set = data.load_channel(train_channel.path, "train")
+    test_set = data.load_channel(test_channel.path, test_channel.name) if test_channel else None
+    class_names = _class_names(hp["class_names"], train_set, int(train_set.labels.max()) + 1)
+    # Parameter servers read DMLC_* when mxnet is imported: start them before the first `import mxnet`.
+    distributed.start_mxnet_parameter_servers(env)
+    interrupt.cooperate()
+    _fit(env, hp, train_set, test_set, class_names)
+
+
+def _class_names(option: str, train_set: data.Dataset, num_labels: int) -> tuple[str, ...]:
+    if option in CLASS_PRESETS:
+        names = CLASS_PRESETS[option]
+    elif option:
+        names = tuple(name.strip() for name in option.split(","))
+    else:
+        names = train_set.class_names or tuple(str(i) for i in range(max(num_labels, 10)))
+    if len(names) < num_labels:
+        raise HyperparameterError("class_names", f"{len(names)} names for labels up to {num_labels - 1}")
+    return names
+
+
+def _fit(env: TrainingEnv, hp: dict, train_set: data.Dataset, test_set: data.Dataset | None, class_names) -> None:
+    import mxnet as mx
+
+    from . import checkpoint, loop, networks
+
+    contexts = [mx.gpu(i) for i in range(env.num_gpus)] or [mx.cpu()]
+    kv_type = distributed.kvstore_type(env, hp["kvstore"])
+    kv = mx.kv.create(kv_type)
+    workers, rank = kv.num_workers, kv.rank
+    if hp["batch_size"] % workers:
+        raise HyperparameterError("batch_size", f"{hp['batch_size']} does not split evenly over {workers} workers")
+    per_worker = hp["batch_size"] // workers
+    shard_size = len(train_set) // workers
+    if shard_size < per_worker:
+        raise HyperparameterError("batch_size", f"{hp['batch_size']} is larger than the training set")
+    batches = shard_size // per_worker
+    print(
+        f"training {hp['network']} on {len(train_set)} images ({train_set.source}), kvstore {kv_type}, "
+        f"worker {rank + 1} of {workers}, {len(contexts)} device(s) {contexts}, {batches} batches of {per_worker}",
+        flush=True,
+    )
+
+    mx.random.seed(hp["seed"])  # same initial weights on every host
+    net = networks.NETWORKS[hp["network"]](len(class_names), hp["dropout"], hp["batch_norm"])
+    net.initialize(mx.init.Xavier(), ctx=contexts)
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = mx.gluon.Trainer(
+        net.collect_params(),
+        "sgd",
+        {"learning_rate": hp["learning_rate"], "momentum": hp["momentum"], "wd": hp["wd"]},
+        kvstore=kv,
+        # Updates run here, not on the servers: the learning-rate schedule and the momentum states then
+        # live in this process (set per step, saved in checkpoints), whatever the kvstore.
+        update_on_kvstore=False if kv_type.startswith("dist") else None,
+    )
+    progress = checkpoint.load(env.checkpoint_dir, net, trainer, hp["network"], contexts)
+    if progress is not None:
+        print(f"resuming from checkpoint at epoch {progress.epoch}", flush=True)
+    progress = progress or checkpoint.Progress(network=hp["network"])
+
+    x, y = loop.to_device(train_set.images, train_set.labels, contexts[0])
+    test = loop.to_device(test_set.images, test_set.labels, contexts[0]) if test_set else None
+    runner = loop.Loop(net, trainer, contexts)
+    total_steps = hp["epochs"] * batches
+
+    def learning_rate(step: int) -> float:
+        if hp["lr_schedule"] == "constant":
+            return hp["learning_rate"]
+        return hp["learning_rate"] * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+    started = time.perf_counter()
+    for epoch in range(progress.epoch, hp["epochs"]):
+        rng = np.random.default_rng([hp["seed"], epoch])
+        order = rng.permutation(len(train_set))
+        if hp["augment"] != "none":
+            shifted = augment.augment(train_set.images, rng, shift=2, flip=hp["augment"] == "shift-flip")
+            x = loop.to_device(shifted, train_set.labels, contexts[0])[0]
+        shard = order[rank::workers][:shard_size]
+        first_step = epoch * batches
+
+        def log_batch(batch: int, loss: float, accuracy: float, epoch: int = epoch) -> None:
+            print(f"epoch {epoch + 1} batch {batch}/{batches}: loss={loss:.4f} accuracy={accuracy:.4f}", flush=True)
+
+        result = runner.train_epoch(
+            x,
+            y,
+            shard,
+            per_worker,
+            hp["batch_size"],
+            log_interval=hp["log_interval"],
+            log=log_batch,
+            stop=interrupt.requested,
+            learning_rate=lambda b, first=first_step: learning_rate(first + b),
+        )
+        if result.interrupted:
+            if env.is_master:
+                checkpoint.save(env.checkpoint_dir, net, trainer, progress, with_states=True)
+            print(f"SIGTERM: checkpoint saved at epoch {progress.epoch}", flush=True)
+            return
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": result.loss,
+            "train_accuracy": result.accuracy,
+            "images_per_second": result.images_per_second * workers,
+        }
+        if test is not None:
+            record["validation_accuracy"] = runner.evaluate(*test)
+        for name, value in record.items():
+            if name != "epoch":
+                log_metric(name, float(value), epoch=epoch + 1)
+        progress.history.append(record)
+        progress.epoch = epoch + 1
+        if env.is_master:
+            checkpoint.save(env.checkpoint_dir, net, trainer, progress, with_states=True)
+
+    final = dict(progress.history[-1]) if progress.history else {}
+    final.update(network=hp["network"], epochs=progress.epoch, seconds=time.perf_counter() - started, hosts=workers)
+    final["history"] = progress.history
+    write_metrics(final, env.paths)
+    if env.is_master:
+        net(mx.nd.zeros((1, 1, 28, 28), ctx=contexts[0]))  # export needs a traced graph, even on a resumed job
+        save_model(net, env.paths.model_dir, hp["network"], class_names)
+
+
+def save_model(net, model_dir: Path, network: str, class_names) -> None:
+    """The hybridized graph and its weights (loadable without our code: SymbolBlock.imports), plus what
+    serving needs to know about the classes."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    net.export(str(model_dir / MODEL_PREFIX), epoch=0)
+    meta = {"network": network, "class_names": list(class_names), "input_shape": [1, 28, 28], "input_scale": "x/255"}
+    (model_dir / META_FILE).write_text(json.dumps(meta, indent=1))
