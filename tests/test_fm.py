@@ -18,16 +18,7 @@ from tests.images import build_image
 
 pytestmark = pytest.mark.docker
 RECORDIO = "application/x-recordio-protobuf"
-MNIST_HP = {
-    "feature_dim": 784,
-    "num_factors": 10,
-    "predictor_type": "binary_classifier",
-    "mini_batch_size": 200,
-    "epochs": 8,
-    "linear_lr": 0.01,
-    "factors_lr": 0.01,
-    "factors_init_sigma": 0.01,
-}
+MNIST_HP = mnist.SAMPLE_HYPERPARAMETERS
 
 
 @pytest.fixture(scope="module")

@@ -22,16 +22,7 @@ def test_mnist_fit_deploy_evaluate_in_local_mode(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "data.rec").write_bytes(recordio_protobuf.write_dense(features, labels))
     launcher = FMLauncher(image=build_image("fm"), local=True, workdir=tmp_path / "run")
-    hp = {
-        "feature_dim": 784,
-        "num_factors": 10,
-        "predictor_type": "binary_classifier",
-        "mini_batch_size": 200,
-        "epochs": 8,
-        "linear_lr": 0.01,
-        "factors_lr": 0.01,
-        "factors_init_sigma": 0.01,
-    }
+    hp = dict(mnist.SAMPLE_HYPERPARAMETERS)
     try:
         launcher.fit(hp, tmp_path / "train", tmp_path / "test")
         assert launcher.estimator.model_data.endswith("model.tar.gz")

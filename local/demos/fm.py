@@ -26,16 +26,7 @@ def make(workdir: Path) -> Demo:
     return Demo(
         family="fm",
         inputs={"train": (workdir / "train", RECORDIO), "test": (workdir / "test", RECORDIO)},
-        hyperparameters={
-            "feature_dim": 784,
-            "num_factors": 10,
-            "predictor_type": "binary_classifier",
-            "mini_batch_size": 200,
-            "epochs": 8,
-            "linear_lr": 0.01,
-            "factors_lr": 0.01,
-            "factors_init_sigma": 0.01,
-        },
+        hyperparameters=dict(mnist.SAMPLE_HYPERPARAMETERS),
         requests=[
             Request("JSON dense: a 0, then a non-0", {"instances": [{"features": r} for r in rows.tolist()]}),
             Request("JSON sparse: the 0", {"instances": [{"data": {"features": sparse}}]}),

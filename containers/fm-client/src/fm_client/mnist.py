@@ -39,3 +39,17 @@ def load_binary(
     images = read_idx(Path(directory) / images_name)[:limit]
     labels = read_idx(Path(directory) / labels_name)[:limit]
     return (images.astype(np.float32) / 255.0), (labels == digit).astype(np.float32)
+
+
+# The "is it a 0" job on the shipped sample: the course's num_factors and mini_batch_size, more epochs and
+# larger linear/factor learning rates than the built-in's defaults (bench/fm.py measures why).
+SAMPLE_HYPERPARAMETERS = {
+    "feature_dim": 784,
+    "num_factors": 10,
+    "predictor_type": "binary_classifier",
+    "mini_batch_size": 200,
+    "epochs": 8,
+    "linear_lr": 0.01,
+    "factors_lr": 0.01,
+    "factors_init_sigma": 0.01,
+}
