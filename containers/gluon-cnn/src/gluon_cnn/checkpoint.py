@@ -36,8 +36,9 @@ def save(directory: Path, net, trainer, progress: Progress, *, with_states: bool
     os.replace(_tmp(directory / STATE), directory / STATE)
 
 
-def load(directory: Path, net, trainer, network: str, ctx) -> Progress | None:
-    """Restore net (and trainer states when saved) from the directory; None when there is no checkpoint."""
+def load(directory: Path, net, trainer, network: str, ctx, *, with_states: bool = True) -> Progress | None:
+    """Restore net (and trainer states when saved and wanted) from the directory; None when there is no
+    checkpoint. Distributed jobs pass with_states=False: their optimizer runs on the servers."""
     state_file = directory / STATE
     if not state_file.exists():
         return None
@@ -48,7 +49,7 @@ def load(directory: Path, net, trainer, network: str, ctx) -> Progress | None:
             "use another checkpoint location or the same network"
         )
     net.load_parameters(str(directory / PARAMS), ctx=ctx)
-    if (directory / STATES).exists():
+    if with_states and (directory / STATES).exists():
         try:
             trainer.load_states(str(directory / STATES))
         except Exception as err:  # noqa: BLE001 - momentum is worth keeping but not worth failing for

@@ -9,7 +9,6 @@ each worker trains on its shard with `batch_size / workers` images per step, kvs
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -108,30 +107,31 @@ def _fit(env: TrainingEnv, hp: dict, train_set: data.Dataset, test_set: data.Dat
     net = networks.NETWORKS[hp["network"]](len(class_names), hp["dropout"], hp["batch_norm"])
     net.initialize(mx.init.Xavier(), ctx=contexts)
     net.hybridize(static_alloc=True, static_shape=True)
-    trainer = mx.gluon.Trainer(
-        net.collect_params(),
-        "sgd",
-        {"learning_rate": hp["learning_rate"], "momentum": hp["momentum"], "wd": hp["wd"]},
-        kvstore=kv,
-        # Updates run here, not on the servers: the learning-rate schedule and the momentum states then
-        # live in this process (set per step, saved in checkpoints), whatever the kvstore.
-        update_on_kvstore=False if kv_type.startswith("dist") else None,
+    on_servers = kv_type.startswith("dist")
+    total_steps = hp["epochs"] * batches
+    schedule = None
+    if hp["lr_schedule"] == "cosine":
+        schedule = mx.lr_scheduler.CosineScheduler(max_update=total_steps, base_lr=hp["learning_rate"], final_lr=0.0)
+    optimizer = mx.optimizer.SGD(
+        learning_rate=hp["learning_rate"], momentum=hp["momentum"], wd=hp["wd"], lr_scheduler=schedule
     )
-    progress = checkpoint.load(env.checkpoint_dir, net, trainer, hp["network"], contexts)
+    # The schedule lives in the optimizer, so it follows the updates wherever they run. On several hosts
+    # they run on the parameter servers (MXNet's default for dist_sync): with update_on_kvstore=False,
+    # MXNet 1.9.1 let the workers' weights drift apart in about half of identical 2-host runs.
+    trainer = mx.gluon.Trainer(net.collect_params(), optimizer, kvstore=kv)
+    progress = checkpoint.load(env.checkpoint_dir, net, trainer, hp["network"], contexts, with_states=not on_servers)
     if progress is not None:
         print(f"resuming from checkpoint at epoch {progress.epoch}", flush=True)
     progress = progress or checkpoint.Progress(network=hp["network"])
+    # Restored trainer states carry the update count; otherwise (a fresh job, or dist: states on the servers
+    # are not saved) the schedule resumes at the checkpoint's step. Set before the first step, which is when
+    # a dist trainer ships its optimizer to the servers.
+    if trainer.optimizer.num_update < progress.epoch * batches:
+        trainer.optimizer.begin_num_update = trainer.optimizer.num_update = progress.epoch * batches
 
     x, y = loop.to_device(train_set.images, train_set.labels, contexts[0])
     test = loop.to_device(test_set.images, test_set.labels, contexts[0]) if test_set else None
     runner = loop.Loop(net, trainer, contexts)
-    total_steps = hp["epochs"] * batches
-
-    def learning_rate(step: int) -> float:
-        if hp["lr_schedule"] == "constant":
-            return hp["learning_rate"]
-        return hp["learning_rate"] * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-
     started = time.perf_counter()
     for epoch in range(progress.epoch, hp["epochs"]):
         rng = np.random.default_rng([hp["seed"], epoch])
@@ -140,7 +140,6 @@ def _fit(env: TrainingEnv, hp: dict, train_set: data.Dataset, test_set: data.Dat
             shifted = augment.augment(train_set.images, rng, shift=2, flip=hp["augment"] == "shift-flip")
             x = loop.to_device(shifted, train_set.labels, contexts[0])[0]
         shard = order[rank::workers][:shard_size]
-        first_step = epoch * batches
 
         def log_batch(batch: int, loss: float, accuracy: float, epoch: int = epoch) -> None:
             print(f"epoch {epoch + 1} batch {batch}/{batches}: loss={loss:.4f} accuracy={accuracy:.4f}", flush=True)
@@ -154,11 +153,10 @@ def _fit(env: TrainingEnv, hp: dict, train_set: data.Dataset, test_set: data.Dat
             log_interval=hp["log_interval"],
             log=log_batch,
             stop=interrupt.requested,
-            learning_rate=lambda b, first=first_step: learning_rate(first + b),
         )
         if result.interrupted:
             if env.is_master:
-                checkpoint.save(env.checkpoint_dir, net, trainer, progress, with_states=True)
+                checkpoint.save(env.checkpoint_dir, net, trainer, progress, with_states=not on_servers)
             print(f"SIGTERM: checkpoint saved at epoch {progress.epoch}", flush=True)
             return
         record = {
@@ -175,7 +173,7 @@ def _fit(env: TrainingEnv, hp: dict, train_set: data.Dataset, test_set: data.Dat
         progress.history.append(record)
         progress.epoch = epoch + 1
         if env.is_master:
-            checkpoint.save(env.checkpoint_dir, net, trainer, progress, with_states=True)
+            checkpoint.save(env.checkpoint_dir, net, trainer, progress, with_states=not on_servers)
 
     final = dict(progress.history[-1]) if progress.history else {}
     final.update(network=hp["network"], epochs=progress.epoch, seconds=time.perf_counter() - started, hosts=workers)
