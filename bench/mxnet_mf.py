@@ -24,20 +24,31 @@ from bench.machine import markdown_table, save
 from local.harness import Harness
 from local.opt_ml import ChannelSpec
 from mxnet_mf import synthetic
+from mxnet_mf import train as mxnet_mf_train
 from tests.images import build_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def loop_environments() -> dict[str, dict[str, str]]:
+    """The three runs: the course's loop as MXNet starts it by default; the same loop with the OpenMP threads
+    our trainer picks (like for like); our loop with every CPU setting our trainer picks on one CPU host."""
+    ours = mxnet_mf_train.cpu_environment(num_gpus=0, hosts=1)
+    threads = {k: v for k, v in ours.items() if k == "OMP_NUM_THREADS"}
+    return {"course": {}, "course_threads": threads, "ours": ours}
+
+
 def training_throughput(image: str, data_dir: Path, epochs: int, rounds: int = 2) -> dict:
-    """Best samples/s of each loop over `rounds` alternating runs, each loop in a container of its own."""
-    best: dict[str, dict[str, float]] = {"course": {}, "ours": {}}
+    """Best samples/s of each run over `rounds` alternating rounds, each run in a container of its own."""
+    environments = loop_environments()
+    best: dict[str, dict[str, float]] = {run: {} for run in environments}
     for _ in range(rounds):
-        for loop in ("course", "ours"):
-            engine = ["-e", "MXNET_ENGINE_TYPE=NaiveEngine"] if loop == "ours" else []
+        for run, environment in environments.items():
+            loop = "ours" if run == "ours" else "course"
+            settings = [arg for name, value in environment.items() for arg in ("-e", f"{name}={value}")]
             command = [
                 "docker", "run", "--rm", "-v", f"{ROOT / 'bench'}:/opt/bench/bench:ro", "-v", f"{data_dir}:/data:ro",
-                "-e", "PYTHONPATH=/opt/bench:/opt/family/src:/opt/byoc/src", *engine, "--entrypoint", "python",
+                "-e", "PYTHONPATH=/opt/bench:/opt/family/src:/opt/byoc/src", *settings, "--entrypoint", "python",
                 image, "-m", "bench.mxnet_mf_loops", "/data", str(epochs), loop,
             ]  # fmt: skip
             out = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -46,13 +57,13 @@ def training_throughput(image: str, data_dir: Path, epochs: int, rounds: int = 2
                 sys.exit(f"the training benchmark failed:\n{out.stderr[-3000:]}")
             result = json.loads(lines[-1].removeprefix("RESULT "))
             for key, value in result["results"].items():
-                best[loop][key] = max(best[loop].get(key, 0.0), value)
-    keys = best["ours"].keys()
+                best[run][key] = max(best[run].get(key, 0.0), value)
     return {
         "ratings": result["ratings"],
         "epochs": epochs,
         "rounds": rounds,
-        "results": {key: {"ours": best["ours"][key], "course": best["course"][key]} for key in keys},
+        "environments": environments,
+        "results": {key: {run: best[run][key] for run in environments} for key in best["ours"]},
     }
 
 
@@ -91,10 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for key, value in result["results"].items():
         model, batch = key.split("/")
-        rows.append([model, batch, f"{value['course']:,.0f}", f"{value['ours']:,.0f}",
-                     f"{value['ours'] / value['course']:.1f}x"])  # fmt: skip
+        rows.append([model, batch, f"{value['course']:,.0f}", f"{value['course_threads']:,.0f}",
+                     f"{value['ours']:,.0f}", f"{value['ours'] / value['course']:.1f}x",
+                     f"{value['ours'] / value['course_threads']:.1f}x"])  # fmt: skip
     print(f"\n## Training samples/s, {result['ratings']:,} ratings, {result['epochs']} epochs, best of 2 rounds\n")
-    print(markdown_table(["model", "batch", "course loop", "ours", "ratio"], rows))
+    threads = result["environments"]["course_threads"]
+    print(markdown_table(["model", "batch", "course loop", f"course loop, {threads or 'same threads'}", "ours",
+                          "ours / course", "ours / course, same threads"], rows))  # fmt: skip
 
     harness = Harness(work / "harness")
     trained = harness.train(image, {"epochs": 3}, {"train": ChannelSpec(work / "train")})

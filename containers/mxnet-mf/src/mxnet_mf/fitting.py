@@ -176,7 +176,7 @@ class _Objective(gluon.HybridBlock):
 
     def hybrid_forward(self, F, users, items, ratings):
         loss = F.square(self.net(users, items) - ratings)
-        return loss + self.l2 * self.net.penalty(users, items) if self.l2 else loss
+        return loss + self.l2 * self.net.penalty(F, users, items) if self.l2 else loss
 
 
 def _rmse(net, columns, ctx: mx.Context, chunk: int = 65536) -> float:

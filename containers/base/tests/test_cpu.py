@@ -1,0 +1,49 @@
+import os
+
+from byoc_runtime import cpu
+
+
+def _topology(root, layout):
+    """layout: {cpu: (package, core)}"""
+    for number, (package, core) in layout.items():
+        topology = root / f"cpu{number}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text(f"{package}\n")
+        (topology / "core_id").write_text(f"{core}\n")
+
+
+def _allowed():
+    return sorted(os.sched_getaffinity(0))
+
+
+def test_hyperthread_siblings_count_once(tmp_path):
+    allowed = _allowed()
+    _topology(tmp_path, {number: (0, number // 2) for number in allowed})
+    expected = len({number // 2 for number in allowed})
+    assert cpu.physical_cores(tmp_path, tmp_path / "none") == expected
+
+
+def test_one_thread_per_core_counts_every_cpu(tmp_path):
+    allowed = _allowed()
+    _topology(tmp_path, {number: (0, number) for number in allowed})
+    assert cpu.physical_cores(tmp_path, tmp_path / "none") == len(allowed)
+
+
+def test_cgroup_quota_caps_the_count(tmp_path):
+    allowed = _allowed()
+    _topology(tmp_path, {number: (0, number) for number in allowed})
+    (tmp_path / "cpu.max").write_text("100000 100000\n")
+    assert cpu.physical_cores(tmp_path, tmp_path / "cpu.max") == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu.physical_cores(tmp_path, tmp_path / "cpu.max") == len(allowed)
+
+
+def test_unreadable_topology_falls_back_to_logical_cpus(tmp_path):
+    assert cpu.physical_cores(tmp_path / "missing", tmp_path / "none") == len(_allowed())
+
+
+def test_user_setting_wins(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert cpu.openmp_environment() == {}
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu.openmp_environment() == {"OMP_NUM_THREADS": str(cpu.physical_cores())}
