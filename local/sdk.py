@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,15 +178,31 @@ class LocalRun:
             env=dict(environment or {}),
             sagemaker_session=self.session,
         )
+        # wait=False: the SDK's own wait sleeps its 30 s poll interval before it first looks, which was 30 of
+        # the 36 s a local deploy took; local create_endpoint returns once /ping answers, so look at once.
         self.predictor = self.model.deploy(
             initial_instance_count=1,
             instance_type=self.instance_type,
             serializer=serializer_for(content_type),
             deserializer=deserializer_for(accept),
+            wait=False,
         )
         self._cleanups.append(self._delete_model)
         self._cleanups.append(self._delete_endpoint)
+        self._wait_in_service(self.predictor.endpoint_name)
         return self.predictor
+
+    def _wait_in_service(self, endpoint_name: str, timeout: float = 600.0, poll: float = 0.5) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.session.sagemaker_client.describe_endpoint(EndpointName=endpoint_name)
+            status = described["EndpointStatus"]
+            if status == "InService":
+                return
+            if status == "Failed" or time.monotonic() > deadline:
+                reason = described.get("FailureReason", f"still {status} after {timeout:.0f} s")
+                raise RuntimeError(f"endpoint {endpoint_name} did not come into service: {reason}")
+            time.sleep(poll)
 
     def predict(self, data: Any, *, content_type: str | None = None, accept: str | None = None) -> Any:
         if content_type:
@@ -245,7 +262,6 @@ class LocalRun:
         import shutil
 
         shutil.rmtree(self.workdir, ignore_errors=True)
-
 
     def _remove_compose_containers(self) -> None:
         """Local mode runs `docker-compose up` and never `down`: the exited containers of its jobs and
