@@ -241,9 +241,26 @@ class LocalRun:
             accept=accept,
             max_payload=max_payload_mb,
         )
-        # logs=False: with logs the SDK polls CloudWatch (real AWS) even in local mode.
-        transformer.transform(file_uri(inputs), content_type=content_type, split_type=split_type, wait=True, logs=False)
+        # logs=False: with logs the SDK polls CloudWatch (real AWS) even in local mode. wait=False: the SDK's
+        # wait sleeps its poll interval before it first looks; a local transform job has run by the time
+        # create_transform_job returns, so look at once.
+        transformer.transform(
+            file_uri(inputs), content_type=content_type, split_type=split_type, wait=False, logs=False
+        )
+        self._wait_transform(transformer.latest_transform_job.name)
         return output / f"{source.name}.out"
+
+    def _wait_transform(self, job_name: str, timeout: float = 3600.0, poll: float = 0.5) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.session.sagemaker_client.describe_transform_job(TransformJobName=job_name)
+            status = described["TransformJobStatus"]
+            if status == "Completed":
+                return
+            if status in ("Failed", "Stopped") or time.monotonic() > deadline:
+                reason = described.get("FailureReason", f"{status} after {timeout:.0f} s")
+                raise RuntimeError(f"batch transform {job_name} did not complete: {reason}")
+            time.sleep(poll)
 
     def _delete_endpoint(self) -> None:
         if self.predictor is not None:
