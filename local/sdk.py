@@ -189,20 +189,16 @@ class LocalRun:
         )
         self._cleanups.append(self._delete_model)
         self._cleanups.append(self._delete_endpoint)
-        self._wait_in_service(self.predictor.endpoint_name)
+        name = self.predictor.endpoint_name
+        self._wait_for(
+            lambda: self.session.sagemaker_client.describe_endpoint(EndpointName=name),
+            "EndpointStatus",
+            "InService",
+            ("Failed",),
+            f"endpoint {name}",
+            timeout=600.0,
+        )
         return self.predictor
-
-    def _wait_in_service(self, endpoint_name: str, timeout: float = 600.0, poll: float = 0.5) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            described = self.session.sagemaker_client.describe_endpoint(EndpointName=endpoint_name)
-            status = described["EndpointStatus"]
-            if status == "InService":
-                return
-            if status == "Failed" or time.monotonic() > deadline:
-                reason = described.get("FailureReason", f"still {status} after {timeout:.0f} s")
-                raise RuntimeError(f"endpoint {endpoint_name} did not come into service: {reason}")
-            time.sleep(poll)
 
     def predict(self, data: Any, *, content_type: str | None = None, accept: str | None = None) -> Any:
         if content_type:
@@ -247,19 +243,37 @@ class LocalRun:
         transformer.transform(
             file_uri(inputs), content_type=content_type, split_type=split_type, wait=False, logs=False
         )
-        self._wait_transform(transformer.latest_transform_job.name)
+        job = transformer.latest_transform_job.name
+        self._wait_for(
+            lambda: self.session.sagemaker_client.describe_transform_job(TransformJobName=job),
+            "TransformJobStatus",
+            "Completed",
+            ("Failed", "Stopped"),
+            f"batch transform {job}",
+            timeout=3600.0,
+        )
         return output / f"{source.name}.out"
 
-    def _wait_transform(self, job_name: str, timeout: float = 3600.0, poll: float = 0.5) -> None:
+    def _wait_for(
+        self,
+        describe,
+        status_key: str,
+        done: str,
+        failed: tuple[str, ...],
+        what: str,
+        timeout: float,
+        poll: float = 0.5,
+    ) -> None:
+        """Describe every `poll` s until `done` (the SDK's own waits sleep their interval before the first look)."""
         deadline = time.monotonic() + timeout
         while True:
-            described = self.session.sagemaker_client.describe_transform_job(TransformJobName=job_name)
-            status = described["TransformJobStatus"]
-            if status == "Completed":
+            described = describe()
+            status = described[status_key]
+            if status == done:
                 return
-            if status in ("Failed", "Stopped") or time.monotonic() > deadline:
+            if status in failed or time.monotonic() > deadline:
                 reason = described.get("FailureReason", f"{status} after {timeout:.0f} s")
-                raise RuntimeError(f"batch transform {job_name} did not complete: {reason}")
+                raise RuntimeError(f"{what} did not reach {done}: {reason}")
             time.sleep(poll)
 
     def _delete_endpoint(self) -> None:
