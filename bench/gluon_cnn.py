@@ -1,7 +1,9 @@
 """Gluon MLP/CNN on the full MNIST and Fashion-MNIST: validation accuracy after N epochs of our training job
 (gluon_cnn.train, run in-process on an /opt/ml tree in tmp) next to the course's figures, and training
 images/s of our loop against the course's plain loop (non-hybridized, DataLoader with a per-sample transform,
-per-batch metric update), the same network, measured side by side on a fixed number of batches.
+per-batch metric update), the same network, measured side by side on a fixed number of batches, each loop
+in a process of its own: with MXNet's default settings, as the course runs, and with the engine and OpenMP
+settings our training job applies (byoc_runtime.cpu.mxnet_environment).
 
     python -m bench.gluon_cnn [--epochs 10] [--batches 300] [--only throughput|accuracy]
 
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -117,36 +120,65 @@ def train_job(dataset: str, network: str, epochs: int, extra: dict) -> dict:
         return metrics
 
 
-def throughput(args) -> tuple[list[dict], str]:
-    """Images/s of the four loops on the same data, interleaved round by round (so a load change on a shared
-    machine hits all of them alike); the median of the rounds is reported."""
+# name: (loop, options, settings): "defaults" is MXNet as the course runs it, "ours" the engine and OpenMP
+# settings our training job applies on a CPU host (byoc_runtime.cpu.mxnet_environment).
+VARIANTS = {
+    "course": ("course", {}, "defaults"),
+    "course_prescaled": ("course", {"per_sample_transform": False}, "defaults"),
+    "course_our_settings": ("course", {}, "ours"),
+    "ours": ("ours", {}, "ours"),
+    "ours_default_net": ("ours", {"dropout": 0.5, "batch_norm": True}, "ours"),
+}
+SETTINGS_NAMES = ("MXNET_ENGINE_TYPE", "OMP_NUM_THREADS")
+
+
+def measure(variant: str, network: str, batches: int) -> float:
+    """One variant in a process of its own: MXNet reads its engine and OpenMP settings at import."""
+    from byoc_runtime import cpu
+
+    environment = {k: v for k, v in os.environ.items() if k not in SETTINGS_NAMES}
+    if VARIANTS[variant][2] == "ours":
+        environment.update({k: v for k, v in cpu.mxnet_environment(num_gpus=0, hosts=1).items()})
+    command = [sys.executable, "-m", "bench.gluon_cnn", "--measure", variant, "--networks", network,
+               "--batches", str(batches)]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        sys.exit(f"measuring {variant} {network} failed:\n{out.stderr[-3000:]}")
+    return float(lines[-1].split()[1])
+
+
+def measure_here(variant: str, network: str, batches: int) -> float:
     from gluon_cnn import data
 
     train_set = data.load_channel(DATA / "mnist", "train")
-    x, y, n = train_set.images, train_set.labels, args.batches
-    variants = {
-        "course": lambda net: course_images_per_second(net, x, y, n),
-        "course_prescaled": lambda net: course_images_per_second(net, x, y, n, per_sample_transform=False),
-        "ours": lambda net: our_images_per_second(net, x, y, n),
-        "ours_default_net": lambda net: our_images_per_second(net, x, y, n, dropout=0.5, batch_norm=True),
-    }
+    loop, options, _ = VARIANTS[variant]
+    run = course_images_per_second if loop == "course" else our_images_per_second
+    return run(network, train_set.images, train_set.labels, batches, **options)
+
+
+def throughput(args) -> tuple[list[dict], str]:
+    """Images/s of the loops on the same data, each in its own process, interleaved round by round (so a
+    load change on a shared machine hits all of them alike); the median of the rounds is reported."""
     records, rows = [], []
     for network in args.networks:
-        samples: dict[str, list[float]] = {name: [] for name in variants}
+        samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
         for _ in range(args.rounds):
-            for name, measure in variants.items():
-                samples[name].append(measure(network))
+            for name in VARIANTS:
+                samples[name].append(measure(name, network, args.batches))
         median = {name: statistics.median(values) for name, values in samples.items()}
         records.append({"network": network, "median": median, "rounds": samples})
         rows.append(
-            [network, f"{median['course']:,.0f}", f"{median['course_prescaled']:,.0f}", f"{median['ours']:,.0f}",
-             f"{median['ours'] / median['course']:.2f}x", f"{median['ours'] / median['course_prescaled']:.2f}x",
+            [network, f"{median['course']:,.0f}", f"{median['course_prescaled']:,.0f}",
+             f"{median['course_our_settings']:,.0f}", f"{median['ours']:,.0f}",
+             f"{median['ours'] / median['course']:.2f}x", f"{median['ours'] / median['course_our_settings']:.2f}x",
              f"{median['ours_default_net']:,.0f}"]
         )  # fmt: skip
         print(f"throughput {network}: {median}", flush=True)
     table = markdown_table(
-        ["network (MNIST, batch 100)", "course loop img/s", "course loop, pre-scaled arrays img/s",
-         "our loop img/s", "ours / course", "ours / pre-scaled", "ours, default net (BN + dropout) img/s"],
+        ["network (MNIST, batch 100)", "course loop img/s (MXNet defaults)", "course loop, pre-scaled arrays",
+         "course loop, our engine/OpenMP settings", "our loop img/s", "ours / course",
+         "ours / course with our settings", "ours, default net (BN + dropout)"],
         rows,
     )  # fmt: skip
     return records, table
@@ -161,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                         "existing results file is kept")  # fmt: skip
     parser.add_argument("--datasets", nargs="*", default=["mnist", "fashion-mnist"])
     parser.add_argument("--networks", nargs="*", default=["mlp", "cnn"])
+    parser.add_argument("--measure", choices=VARIANTS, help=argparse.SUPPRESS)  # one variant, in a child process
     args = parser.parse_args(argv)
+    if args.measure:
+        print(f"RESULT {measure_here(args.measure, args.networks[0], args.batches)}", flush=True)
+        return 0
     results: dict = {"batch_size": BATCH, "throughput_batches": args.batches, "throughput_rounds": args.rounds}
     previous = RESULTS / "gluon_cnn.json"
     if args.only and previous.exists():

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 from bench.machine import markdown_table, save
+from byoc_runtime import cpu
 from local.harness import Harness
 from local.opt_ml import ChannelSpec
 from mxnet_mf import synthetic
-from mxnet_mf import train as mxnet_mf_train
 from tests.images import build_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def loop_environments() -> dict[str, dict[str, str]]:
     """The three runs: the course's loop as MXNet starts it by default; the same loop with the OpenMP threads
     our trainer picks (like for like); our loop with every CPU setting our trainer picks on one CPU host."""
-    ours = mxnet_mf_train.cpu_environment(num_gpus=0, hosts=1)
+    ours = cpu.mxnet_environment(num_gpus=0, hosts=1)
     threads = {k: v for k, v in ours.items() if k == "OMP_NUM_THREADS"}
     return {"course": {}, "course_threads": threads, "ours": ours}
 

@@ -47,3 +47,29 @@ def test_user_setting_wins(monkeypatch):
     assert cpu.openmp_environment() == {}
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert cpu.openmp_environment() == {"OMP_NUM_THREADS": str(cpu.physical_cores())}
+
+
+def test_mxnet_environment_one_cpu_host(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MXNET_ENGINE_TYPE", raising=False)
+    assert cpu.mxnet_environment(num_gpus=0, hosts=1) == {
+        "OMP_NUM_THREADS": str(cpu.physical_cores()),
+        "MXNET_ENGINE_TYPE": "NaiveEngine",
+    }
+
+
+def test_mxnet_environment_leaves_gpus_several_hosts_and_user_settings_alone(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MXNET_ENGINE_TYPE", raising=False)
+    assert cpu.mxnet_environment(num_gpus=1, hosts=1) == {}
+    assert "MXNET_ENGINE_TYPE" not in cpu.mxnet_environment(num_gpus=0, hosts=2)
+    monkeypatch.setenv("MXNET_ENGINE_TYPE", "ThreadedEngine")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu.mxnet_environment(num_gpus=0, hosts=1) == {}
+
+
+def test_apply_keeps_what_the_user_set(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("MXNET_ENGINE_TYPE", raising=False)
+    cpu.apply({"OMP_NUM_THREADS": "8", "MXNET_ENGINE_TYPE": "NaiveEngine"})
+    assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MXNET_ENGINE_TYPE"] == "NaiveEngine"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byoc_runtime import distributed, interrupt
+from byoc_runtime import cpu, distributed, interrupt
 from byoc_runtime.errors import DataError, HyperparameterError
 from byoc_runtime.hyperparameters import Param, validate
 from byoc_runtime.metrics import log_metric, write_metrics
@@ -55,6 +55,8 @@ META_FILE = "gluon-cnn.json"
 
 def train(env: TrainingEnv) -> None:
     hp = validate(env.hyperparameters, SPEC)
+    # Before anything imports mxnet (a JPEG channel's decoder does): the engine and OpenMP settings are read then.
+    cpu.apply(cpu.mxnet_environment(env.num_gpus, len(env.hosts)))
     train_channel = env.channel("train")
     test_channel = env.channel("test", required=False) or env.channel("validation", required=False)
     for channel in filter(None, (train_channel, test_channel)):

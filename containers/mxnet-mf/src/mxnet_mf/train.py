@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import numpy as np
 
@@ -46,19 +45,6 @@ SPEC = {
         help="auto: local, device (several GPUs), dist_sync (several hosts)",
     ),
 }
-
-
-def cpu_environment(num_gpus: int, hosts: int) -> dict[str, str]:
-    """MXNet settings for CPU training, read at `import mxnet` (bench.mxnet_mf runs its loop with them too).
-    Embedding-sized ops are tiny: on one host the threaded engine's dispatch costs more than it overlaps
-    (about 12% more ratings/s with the naive engine); OpenMP gets every physical core, not MXNet's half of
-    the logical CPUs (deep, batch 1024: about 14% more on 2 cores without hyperthreads)."""
-    if num_gpus:
-        return {}
-    settings = cpu.openmp_environment()
-    if hosts == 1:
-        settings["MXNET_ENGINE_TYPE"] = "NaiveEngine"
-    return settings
 
 
 def train(env: TrainingEnv) -> None:
@@ -113,8 +99,7 @@ def train(env: TrainingEnv) -> None:
             error = predicted - validation.ratings
             return {"validation_rmse": float(np.sqrt(np.mean(error**2))), "validation_mae": float(np.mean(abs(error)))}
 
-    for name, value in cpu_environment(env.num_gpus, len(env.hosts)).items():
-        os.environ.setdefault(name, value)
+    cpu.apply(cpu.mxnet_environment(env.num_gpus, len(env.hosts)))
     # ps-lite reads its role at `import mxnet`: start the scheduler/servers first (no-op on one host).
     children = distributed.start_mxnet_parameter_servers(env)
     try:
