@@ -57,7 +57,6 @@ class Loop:
         log: Callable[[int, float, float], None] | None = None,
         stop: Callable[[], bool] | None = None,
         max_batches: int | None = None,
-        learning_rate: Callable[[int], float] | None = None,
     ) -> EpochResult:
         """One pass over images[order] in batches of batch_size (this worker's share); trainer.step(step_size)
         normalises by the global batch, so N workers of batch_size/N each equal one worker of batch_size."""
@@ -72,8 +71,6 @@ class Loop:
             if stop is not None and stop():
                 interrupted = True
                 break
-            if learning_rate is not None:
-                self.trainer.set_learning_rate(learning_rate(b))
             x = scale(shuffled_x[b * batch_size : (b + 1) * batch_size])
             y = shuffled_y[b * batch_size : (b + 1) * batch_size]
             xs = gluon.utils.split_and_load(x, self.contexts, even_split=False)
