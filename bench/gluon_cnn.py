@@ -138,7 +138,7 @@ def measure(variant: str, network: str, batches: int) -> float:
 
     environment = {k: v for k, v in os.environ.items() if k not in SETTINGS_NAMES}
     if VARIANTS[variant][2] == "ours":
-        environment.update({k: v for k, v in cpu.mxnet_environment(num_gpus=0, hosts=1).items()})
+        environment.update(cpu.mxnet_environment(num_gpus=0, hosts=1, environ={}))  # as a fresh job sees it
     command = [sys.executable, "-m", "bench.gluon_cnn", "--measure", variant, "--networks", network,
                "--batches", str(batches)]  # fmt: skip
     out = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)

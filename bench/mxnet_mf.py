@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def loop_environments() -> dict[str, dict[str, str]]:
     """The three runs: the course's loop as MXNet starts it by default; the same loop with the OpenMP threads
     our trainer picks (like for like); our loop with every CPU setting our trainer picks on one CPU host."""
-    ours = cpu.mxnet_environment(num_gpus=0, hosts=1)
+    ours = cpu.mxnet_environment(num_gpus=0, hosts=1, environ={})  # as a fresh container sees it
     threads = {k: v for k, v in ours.items() if k == "OMP_NUM_THREADS"}
     return {"course": {}, "course_threads": threads, "ours": ours}
 

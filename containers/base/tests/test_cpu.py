@@ -73,3 +73,12 @@ def test_apply_keeps_what_the_user_set(monkeypatch):
     monkeypatch.delenv("MXNET_ENGINE_TYPE", raising=False)
     cpu.apply({"OMP_NUM_THREADS": "8", "MXNET_ENGINE_TYPE": "NaiveEngine"})
     assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MXNET_ENGINE_TYPE"] == "NaiveEngine"
+
+
+def test_mxnet_environment_for_a_fresh_environment_ignores_this_process(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MXNET_ENGINE_TYPE", "ThreadedEngine")
+    assert cpu.mxnet_environment(num_gpus=0, hosts=1, environ={}) == {
+        "OMP_NUM_THREADS": str(cpu.physical_cores()),
+        "MXNET_ENGINE_TYPE": "NaiveEngine",
+    }

@@ -7,6 +7,7 @@ hyperthreads per core; on a machine with one thread per core that leaves half of
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 SYS_CPU = Path("/sys/devices/system/cpu")
@@ -37,14 +38,15 @@ def physical_cores(sys_cpu: Path = SYS_CPU, cgroup_cpu_max: Path = CGROUP_CPU_MA
     return count
 
 
-def openmp_environment() -> dict[str, str]:
-    """OMP_NUM_THREADS = physical cores, unless the user set it: apply before the framework is imported."""
-    if os.environ.get("OMP_NUM_THREADS"):
+def openmp_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """OMP_NUM_THREADS = physical cores, unless the user set it in `environ`: apply before the framework is
+    imported. A benchmark passes {} to get what a job gets in a fresh container, whatever its own shell has."""
+    if environ.get("OMP_NUM_THREADS"):
         return {}
     return {"OMP_NUM_THREADS": str(physical_cores())}
 
 
-def mxnet_environment(num_gpus: int, hosts: int) -> dict[str, str]:
+def mxnet_environment(num_gpus: int, hosts: int, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """MXNet settings for training on CPUs, read at `import mxnet`: apply them before it (setdefault: a
     user's own settings win). On one host the naive engine runs each op in the calling thread, so the
     OpenMP team has the cores to itself; the threaded engine's worker competes with the Python thread and
@@ -53,8 +55,8 @@ def mxnet_environment(num_gpus: int, hosts: int) -> dict[str, str]:
     pushes and pulls overlap the compute there); GPUs are left alone."""
     if num_gpus:
         return {}
-    settings = openmp_environment()
-    if hosts == 1 and not os.environ.get("MXNET_ENGINE_TYPE"):
+    settings = openmp_environment(environ)
+    if hosts == 1 and not environ.get("MXNET_ENGINE_TYPE"):
         settings["MXNET_ENGINE_TYPE"] = "NaiveEngine"
     return settings
 
