@@ -282,6 +282,10 @@ class Harness:
             endpoint.container.remove(force=True)
         return seconds
 
+    def model_directory(self, model: str | os.PathLike | None) -> Path:
+        """The directory a serve container gets as /opt/ml/model: `model` itself, or a model.tar.gz unpacked."""
+        return self._model_dir(model)
+
     def _model_dir(self, model) -> Path:
         if model is None:
             empty = self.workdir / f"model-{uuid.uuid4().hex[:8]}"

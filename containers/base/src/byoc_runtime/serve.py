@@ -85,7 +85,8 @@ def _give_to(user: str, directory: Path) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The pid tells the workers apart (gunicorn's own lines carry it too).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     settings = ServingSettings.from_env()
     model_dir = unpack_model_archive(settings.model_dir) if settings.model_dir.is_dir() else settings.model_dir
     if model_dir != settings.model_dir:
