@@ -126,7 +126,10 @@ class Harness:
         gpus: bool = False,
         job_name: str | None = None,
         on_started: Any = None,
+        container_options: Mapping[str, Any] | None = None,
     ) -> TrainingResult:
+        """Run `train` on `instance_count` hosts. `container_options` go to docker-py's containers.create for
+        every host (e.g. mem_limit="1g", or tmpfs={"/opt/ml/model": "size=64k"} for a full disk)."""
         job = job_name or f"job-{uuid.uuid4().hex[:8]}"
         hosts = [f"algo-{i + 1}" for i in range(instance_count)]
         specs = {name: ChannelSpec.of(spec) for name, spec in (channels or {}).items()}
@@ -140,7 +143,9 @@ class Harness:
         try:
             for tree in trees:
                 feeders += tree.start_pipe_feeders(stop_feeding)
-                containers.append(self._start_training_container(image, tree, job, network, environment, gpus))
+                containers.append(
+                    self._start_training_container(image, tree, job, network, environment, gpus, container_options)
+                )
             if on_started is not None:
                 on_started(containers)
             exit_codes = [self._wait(c, timeout) for c in containers]
@@ -162,7 +167,7 @@ class Harness:
             archive = trees[0].archive_model(self.workdir / job / "output" / "model.tar.gz")
         return TrainingResult(results, archive, seconds)
 
-    def _start_training_container(self, image, tree: OptMlTree, job, network, environment, gpus):
+    def _start_training_container(self, image, tree: OptMlTree, job, network, environment, gpus, options=None):
         kwargs: dict[str, Any] = dict(
             command="train",
             detach=True,
@@ -171,6 +176,7 @@ class Harness:
             volumes={str(tree.root): {"bind": "/opt/ml", "mode": "rw"}},
             environment={"TRAINING_JOB_NAME": job, **(environment or {})},
         )
+        kwargs.update(options or {})
         if tree.checkpoint_dir is not None:
             kwargs["volumes"][str(tree.checkpoint_dir)] = {"bind": "/opt/ml/checkpoints", "mode": "rw"}
         if gpus:
