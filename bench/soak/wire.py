@@ -18,7 +18,7 @@ class Request:
     accept: str | None = None
     method: str = "POST"
     path: str = "/invocations"
-    mode: str = "normal"  # normal | chunked | cut-off | trickle
+    mode: str = "normal"  # normal | chunked | cut-off | trickle | raw (the body is the whole request, as is)
     good: bool = False
 
 
@@ -49,6 +49,9 @@ def send(request: Request, host: str, port: int, timeout: float) -> Outcome:
     started = time.monotonic()
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
+            if request.mode == "raw":
+                sock.sendall(request.body)
+                return _read(sock, started)
             if request.mode == "trickle":
                 return _trickle(sock, request, host, started, timeout)
             if request.mode == "cut-off":

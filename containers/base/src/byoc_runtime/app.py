@@ -15,6 +15,18 @@ from .model_holder import ModelHolder
 from .serving_settings import ServingSettings
 
 log = logging.getLogger(__name__)
+DRAIN_FACTOR = 4  # read and discard up to 4x the payload limit of an oversized body before answering 413
+DRAIN_CHUNK = 1 << 16
+
+
+def _drain(stream, limit: int) -> bool:
+    """Read and discard the rest of a request body, at most `limit` bytes; True when it ended within that."""
+    while limit > 0:
+        chunk = stream.read(min(DRAIN_CHUNK, limit))
+        if not chunk:
+            return True
+        limit -= len(chunk)
+    return not stream.read(1)
 
 
 def create_app(
@@ -43,17 +55,29 @@ def create_app(
             return json_error(ModelNotReady(f"The model failed to load: {holder.error}"))
         return json_error(ModelNotReady("The model is still loading"))
 
+    def too_large(length: int | None) -> Response:
+        # Read the rest of the body (up to a bound) before answering: a client still sending would otherwise
+        # see its connection reset, not our 413.
+        drained = _drain(request.stream, DRAIN_FACTOR * settings.max_payload_bytes)
+        size = f"{length} bytes" if length is not None else f"over {settings.max_payload_bytes} bytes"
+        response = json_error(
+            PayloadTooLarge(
+                f"The request body is {size}; the limit is {settings.max_payload_bytes} bytes "
+                "(SAGEMAKER_MAX_PAYLOAD_IN_MB)"
+            )
+        )
+        if not drained:
+            response.headers["Connection"] = "close"
+        return response
+
     @app.post("/invocations")
     def invocations() -> Response:
         length = request.content_length
         if length is not None and length > settings.max_payload_bytes:
-            return json_error(
-                PayloadTooLarge(
-                    f"The request body is {length} bytes; the limit is {settings.max_payload_bytes} bytes "
-                    "(SAGEMAKER_MAX_PAYLOAD_IN_MB)"
-                )
-            )
+            return too_large(length)
         body = request.stream.read(settings.max_payload_bytes + 1)  # bounded even without Content-Length
+        if len(body) > settings.max_payload_bytes:
+            return too_large(None)
         try:
             model = holder.get(wait=settings.timeout)
         except InvocationError as err:

@@ -1,7 +1,9 @@
 """One invocation as a plain function: (body, content type, accept) -> (status, body, content type).
 
 No Flask here, so the logic is testable and benchmarkable without HTTP. Errors never leak tracebacks to
-the client: InvocationError subclasses carry their status; anything else is a 500 logged with its trace.
+the client: InvocationError subclasses carry their status; what handlers raise while reading a request
+(ValueError, KeyError, IndexError, TypeError, OverflowError, RecursionError) is a 400 with its message;
+MemoryError a 413; anything else is a 500 logged with its trace.
 """
 
 from __future__ import annotations
@@ -39,12 +41,9 @@ def invoke(
                 "(SAGEMAKER_MAX_PAYLOAD_IN_MB)"
             )
         content_type = content_type or default_content_type
-        if handlers.accepts is None:  # the user's output side decides; pass the client's first choice
-            response_type = codecs.media_type((accept or default_accept).split(",")[0])
-            if response_type in ("*/*", ""):
-                response_type = default_accept
-        else:
-            response_type = codecs.negotiate(accept, list(handlers.accepts), default_accept)
+        # A user's output side (accepts None) decides what it can write: pass it the client's preferred type.
+        offered = ["*/*"] if handlers.accepts is None else list(handlers.accepts)
+        response_type = codecs.negotiate(accept, offered, default_accept)
         result = _run_handlers(handlers, model, body, content_type, response_type)
         if isinstance(result, tuple):
             payload, response_type = result
@@ -55,6 +54,9 @@ def invoke(
         return 200, payload, response_type
     except InvocationError as err:
         return error_response(err)
+    except MemoryError:
+        log.warning("a request needed more memory than this worker could get (%d bytes of body)", len(body))
+        return error_response(PayloadTooLarge("The request needs more memory than this server has; send less at once"))
     except Exception:  # noqa: BLE001 - a bug, not the client's fault: log the trace, answer without it
         log.exception("invocation failed")
         return error_response(InvocationError("The model server failed to process the request; see its log"))
@@ -69,8 +71,10 @@ def _run_handlers(handlers: Handlers, model: Any, body: bytes, content_type: str
         return handlers.output_fn(prediction, accept)
     except InvocationError:
         raise
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OverflowError) as err:
         raise NotAcceptable(f"The prediction cannot be written as {accept}: {err}") from None
+    except RecursionError:
+        raise NotAcceptable(f"The prediction cannot be written as {accept}: it is nested too deeply") from None
 
 
 def _client_errors(fn, *args):
@@ -79,7 +83,9 @@ def _client_errors(fn, *args):
         return fn(*args)
     except InvocationError:
         raise
-    except (ValueError, KeyError, IndexError, TypeError) as err:
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError) as err:
         log.info("bad request from %s: %r", getattr(fn, "__name__", fn), err)
         message = str(err) if not isinstance(err, KeyError) else f"missing or unknown key {err}"
         raise BadRequest(f"Invalid input: {message}") from None
+    except RecursionError:
+        raise BadRequest("Invalid input: it is nested too deeply") from None

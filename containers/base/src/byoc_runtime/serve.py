@@ -22,6 +22,8 @@ from .serving_settings import ServingSettings
 
 log = logging.getLogger("byoc_runtime.serve")
 GRACEFUL_SECONDS = 20  # SageMaker sends SIGKILL 30 s after SIGTERM
+# gthread means ours: gunicorn's gthread with request deadlines and JSON refusals (server_worker.py).
+WORKER_CLASSES = {"gthread": "byoc_runtime.server_worker.ThreadWorker"}
 
 
 class _Server(BaseApplication):
@@ -43,7 +45,7 @@ def gunicorn_options(settings: ServingSettings) -> dict:
     options = {
         "bind": f"0.0.0.0:{settings.port}",
         "workers": settings.workers,
-        "worker_class": settings.worker_class,
+        "worker_class": WORKER_CLASSES.get(settings.worker_class, settings.worker_class),
         "timeout": settings.timeout,
         "graceful_timeout": GRACEFUL_SECONDS,
         "keepalive": 75,  # longer than SageMaker's frontend keeps idle connections

@@ -58,6 +58,8 @@ def decode(body: bytes, content_type: str | None) -> Any:
         raise
     except (ValueError, TypeError, UnicodeDecodeError, OverflowError) as err:
         raise BadRequest(f"Could not parse the {kind} body: {err}") from None
+    except RecursionError:
+        raise BadRequest(f"Could not parse the {kind} body: it is nested too deeply") from None
 
 
 def encode(data: Any, accept: str) -> bytes:
@@ -65,14 +67,20 @@ def encode(data: Any, accept: str) -> bytes:
     codec = _CODECS.get(kind)
     if codec is None:
         raise NotAcceptable(f"Accept {accept!r} is not supported; use one of: {', '.join(supported_types())}")
-    return codec.encode(data)
+    try:
+        return codec.encode(data)
+    except json_codec.NonFiniteValue as err:
+        # Finite inputs checked on the way in: an overflow means they lie far outside what the model knows.
+        raise BadRequest(f"{err}: the input is outside the range this model can answer for") from None
 
 
 def negotiate(accept: str | None, offered: list[str] | None = None, default: str = JSON) -> str:
-    """Pick the response type: the client's most preferred type among `offered` (default: all we encode)."""
+    """Pick the response type: the client's most preferred type among `offered` (default: all we encode).
+    `offered=["*/*"]` takes any type the client names (a user's output_fn decides what it can write)."""
     offered = offered or supported_types()
     if not accept or not accept.strip():
         return default
+    anything = offered == ["*/*"]
     choices: list[tuple[float, int, str]] = []
     for position, part in enumerate(accept.split(",")):
         kind = media_type(part)
@@ -89,8 +97,8 @@ def negotiate(accept: str | None, offered: list[str] | None = None, default: str
         if negative_quality >= 0:
             continue
         if kind in ("*/*", "application/*") or not kind:
-            return default if default in offered else offered[0]
-        if kind in offered:
+            return default if default in offered or anything else offered[0]
+        if kind in offered or anything:
             return kind
     raise NotAcceptable(f"Accept {accept!r} is not supported; use one of: {', '.join(offered)}")
 

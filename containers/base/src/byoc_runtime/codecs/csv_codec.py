@@ -1,9 +1,11 @@
-"""text/csv: numeric rows, no header (the SageMaker convention for inference)."""
+"""text/csv: numeric rows, no header (the SageMaker convention for inference). Cells must be finite numbers:
+numpy reads "nan", "inf" and "1e999" as floats, which a model would turn into nonsense."""
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -25,9 +27,13 @@ def decode(body: bytes) -> np.ndarray:
         if len(row) != width:
             raise ValueError(f"row {number} has {len(row)} columns, row 1 has {width}")
     try:
-        return np.array(rows, dtype=np.float64)
+        table = np.array(rows, dtype=np.float64)
     except ValueError:
         raise ValueError("CSV cells must be numbers") from None
+    if not np.isfinite(table).all():
+        row, column = np.argwhere(~np.isfinite(table))[0]
+        raise ValueError(f"row {row + 1}, column {column + 1}: {rows[row][column]!r} is not a finite number")
+    return table
 
 
 def _cells(row: Any) -> list[Any]:
@@ -41,6 +47,10 @@ def _cells(row: Any) -> list[Any]:
 def _cell(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        from .json_codec import NonFiniteValue
+
+        raise NonFiniteValue("the prediction holds NaN or infinite values")
     if isinstance(value, list | tuple):
         return " ".join(map(str, value))
     return value

@@ -1,17 +1,54 @@
-"""application/json, numpy-aware."""
+"""application/json, numpy-aware, strict: only what RFC 8259 allows, and only finite numbers.
+
+Python's json module accepts NaN, Infinity and -Infinity, turns 1e999 into inf, and raises RecursionError
+(not ValueError) on deeply nested input; a model fed those answers nonsense or fails with a 500. Here each
+is a ValueError, which the codec registry turns into a 400. Encoding refuses non-finite numbers too (JSON
+cannot carry them; NaN would reach clients as invalid JSON).
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 import numpy as np
+
+# Only a float literal with an exponent of three or more digits can overflow to inf; look for one (a C-speed
+# search) before paying for a Python call per float.
+_LARGE_EXPONENT = re.compile(rb"[eE][+]?\d{3,}")
+
+
+class NonFiniteValue(ValueError):
+    """A prediction holds NaN or an infinity, which JSON (and our other text formats) cannot carry."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows; send finite numbers")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a 64-bit float")
+    return value
+
+
+def loads(text: bytes | str) -> Any:
+    """Parse one JSON value; ValueError for anything but strict JSON with finite numbers."""
+    try:
+        if _LARGE_EXPONENT.search(text if isinstance(text, bytes) else text.encode("utf-8", "replace")):
+            return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 def decode(body: bytes) -> Any:
     if not body.strip():
         raise ValueError("the body is empty")
-    return json.loads(body)
+    return loads(body)
 
 
 def _default(value: Any) -> Any:
@@ -23,4 +60,9 @@ def _default(value: Any) -> Any:
 
 
 def encode(data: Any) -> bytes:
-    return json.dumps(data, default=_default, separators=(",", ":")).encode()
+    try:
+        return json.dumps(data, default=_default, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as err:
+        if "Out of range float values" in str(err):
+            raise NonFiniteValue("the prediction holds NaN or infinite values") from None
+        raise

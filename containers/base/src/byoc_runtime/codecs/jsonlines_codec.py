@@ -1,8 +1,7 @@
-"""application/jsonlines: one JSON value per line (batch transform with SplitType=Line)."""
+"""application/jsonlines: one JSON value per line (batch transform with SplitType=Line), as strict as JSON."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from . import json_codec
@@ -13,7 +12,7 @@ def decode(body: bytes) -> list[Any]:
     for number, line in enumerate(body.splitlines(), start=1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                rows.append(json_codec.loads(line))
             except ValueError as err:
                 raise ValueError(f"line {number}: {err}") from None
     if not rows:

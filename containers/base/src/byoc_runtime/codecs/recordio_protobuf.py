@@ -279,31 +279,48 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _remaining(stream: IO[bytes]) -> int | None:
+    """Bytes left in an in-memory stream (a request body); None for files and pipes, read as they come."""
+    if isinstance(stream, io.BytesIO):
+        with stream.getbuffer() as view:
+            return view.nbytes - stream.tell()
+    return None
+
+
 def _payloads(stream: IO[bytes]) -> Iterator[bytes]:
-    """Record payloads; multi-part records (continuation flags 1, 2, 3) are joined as MXNet/dmlc does."""
+    """Record payloads; multi-part records (continuation flags 1, 2, 3) are joined as MXNet/dmlc does.
+    Errors name the record (0-based) and its byte offset."""
     parts: list[bytes] = []
-    offset = 0
+    offset = record = 0
     while True:
         header = _read_exact(stream, _HEADER.size)
         if not header and not parts:
             return
         if len(header) < _HEADER.size:
-            raise ValueError(f"Truncated recordIO data: incomplete record header at byte {offset}")
+            raise ValueError(f"Truncated recordIO data: record {record} at byte {offset} has an incomplete header")
         magic, word = _HEADER.unpack(header)
         if magic != RECORDIO_MAGIC:
-            raise ValueError(f"Not recordIO data: bad magic 0x{magic:08X} at byte {offset}")
+            raise ValueError(f"Not recordIO data: bad magic 0x{magic:08X} in record {record} at byte {offset}")
         flag, length = word >> 29, word & _LENGTH_MASK
         if flag > 3 or (flag in (2, 3)) != bool(parts):
-            raise ValueError(f"Invalid recordIO continuation flag {flag} at byte {offset}")
+            raise ValueError(f"Invalid recordIO continuation flag {flag} in record {record} at byte {offset}")
         padded = length + (-length % 4)
+        remaining = _remaining(stream)
+        if remaining is not None and padded > remaining:  # decided before reading (or allocating) anything
+            raise ValueError(
+                f"Truncated recordIO: record {record} at byte {offset} declares {length} bytes, {remaining} remain"
+            )
         body = _read_exact(stream, padded)
         if len(body) < padded:
-            raise ValueError(f"Truncated recordIO: record at byte {offset} is {length} B, {len(body)} left")
+            raise ValueError(
+                f"Truncated recordIO: record {record} at byte {offset} declares {length} bytes, {len(body)} remain"
+            )
         parts.append(body[:length])
         offset += _HEADER.size + padded
         if flag in (0, 3):
             yield _MAGIC_BYTES.join(parts)  # the writer split the record where the magic word occurred
             parts = []
+            record += 1
 
 
 def read_records(data: bytes | bytearray | memoryview | IO[bytes]) -> Iterator[Any]:
