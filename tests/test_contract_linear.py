@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from byoc_runtime.checkpoints import CheckpointStore
 from byoc_runtime.codecs import recordio_protobuf
 from local.opt_ml import ChannelSpec
 from tests.images import build_image
@@ -193,11 +194,12 @@ def test_sigterm_stops_the_server_quickly_and_in_flight_requests_finish(harness,
 
 def test_checkpoint_then_resume_after_docker_stop(harness, image, train_csv, tmp_path):
     checkpoints = tmp_path / "checkpoints"
+    store = CheckpointStore(checkpoints, "linear")
     channels = {"train": ChannelSpec(train_csv, "text/csv")}
 
     def stop_soon(containers):
         deadline = time.time() + 30
-        while not (checkpoints / "linear.npz").exists() and time.time() < deadline:
+        while not store.steps() and time.time() < deadline:
             time.sleep(0.05)
         containers[0].stop(timeout=30)
 
@@ -206,7 +208,7 @@ def test_checkpoint_then_resume_after_docker_stop(harness, image, train_csv, tmp
     )
     assert first.master.exit_code != 0
     assert "stopped by SIGTERM" in first.master.failure
-    epoch = int(np.load(checkpoints / "linear.npz")["epoch"])
+    epoch = store.latest().step
     second = harness.train(image, {"epochs": epoch + 5}, channels, checkpoint_dir=checkpoints)
     assert second.ok, second.logs()
     assert f"resuming from checkpoint at epoch {epoch}" in second.master.logs

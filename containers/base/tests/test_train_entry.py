@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from byoc_runtime.checkpoints import CheckpointStore
+
 ROOT = Path(__file__).resolve().parents[3]
 PYTHONPATH = os.pathsep.join([str(ROOT / "containers/base/src"), str(ROOT / "tests/families/linear/src")])
 
@@ -145,14 +147,14 @@ def test_script_failure_reports_exit_code_and_last_error_line(tmp_path):
 def test_sigterm_is_forwarded_and_the_trainer_checkpoints(tmp_path):
     base = job(tmp_path, {"epochs": 1000, "epoch_seconds": 0.05})
     process = train(base, wait=False)
-    checkpoint = base / "checkpoints" / "linear.npz"
+    store = CheckpointStore(base / "checkpoints", "linear")
     deadline = time.time() + 20
-    while not checkpoint.exists() and time.time() < deadline:
+    while not store.steps() and time.time() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=30)
     assert process.returncode != 0
-    epoch = int(np.load(checkpoint)["epoch"])
+    epoch = store.latest().step
     assert 0 < epoch < 1000
     assert "stopped by SIGTERM" in (base / "output" / "failure").read_text()
     # Restart (a new spot instance): resumes from the checkpoint and finishes.
@@ -162,7 +164,7 @@ def test_sigterm_is_forwarded_and_the_trainer_checkpoints(tmp_path):
     resumed = train(base)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from checkpoint at epoch {epoch}" in resumed.stdout
-    assert int(np.load(checkpoint)["epoch"]) == epoch + 3
+    assert store.latest().step == epoch + 3
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM])

@@ -10,7 +10,7 @@ import traceback
 
 from . import interrupt
 from .errors import TrainingError
-from .failure import write_failure
+from .failure import disk_full_reason, write_failure
 from .training_env import TrainingEnv
 
 log = logging.getLogger("byoc_runtime.trainer")
@@ -33,6 +33,10 @@ def run(spec: str) -> int:
         return 1
     except Exception as err:  # noqa: BLE001 - report every failure, with the traceback in the log
         traceback.print_exc()
+        disk_full = disk_full_reason(err)  # whatever the framework: name the file, no traceback in the reason
+        if disk_full is not None:
+            write_failure(disk_full)
+            return 1
         write_failure(f"Training failed: {type(err).__name__}: {err}", traceback.format_exc())
         return 1
     if interrupt.requested():

@@ -6,20 +6,19 @@ the last checkpoint and stops cleanly on SIGTERM (what the docker tests of the r
 
 from __future__ import annotations
 
-import io
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from byoc_runtime import interrupt
+from byoc_runtime import atomic, interrupt
+from byoc_runtime.checkpoints import CheckpointStore
 from byoc_runtime.codecs import csv_codec, recordio_protobuf
 from byoc_runtime.errors import DataError
 from byoc_runtime.hyperparameters import Param, validate
 from byoc_runtime.metrics import log_metric, write_metrics
 from byoc_runtime.training_env import Channel, TrainingEnv
 
+CHECKPOINT_FILE = "linear.npz"
 SPEC = {
     "l2": Param(float, 0.0, min=0.0, help="ridge penalty"),
     "epochs": Param(int, 0, min=0, max=100000, help="0 = closed form, else gradient-descent epochs"),
@@ -53,7 +52,7 @@ def train(env: TrainingEnv) -> None:
     hp = validate(env.hyperparameters, SPEC)
     x, y = read_channel(env.channel("train"))
     x1 = np.hstack([x, np.ones((len(x), 1))])
-    checkpoint = env.checkpoint_dir / "linear.npz"
+    store = CheckpointStore(env.checkpoint_dir, "linear")  # linear-000042/linear.npz + MANIFEST.json
     if hp["epochs"] == 0:
         penalty = hp["l2"] * np.eye(x1.shape[1])
         penalty[-1, -1] = 0.0
@@ -62,17 +61,17 @@ def train(env: TrainingEnv) -> None:
     else:
         interrupt.cooperate()
         weights, start = np.zeros(x1.shape[1]), 0
-        if checkpoint.exists():
-            saved = np.load(checkpoint)
-            weights, start = saved["weights"], int(saved["epoch"])
+        found = store.restore(_load_checkpoint)
+        if found is not None:
+            weights, start = found[1]
             print(f"resuming from checkpoint at epoch {start}", flush=True)
         epochs_done = start
         for epoch in range(start, hp["epochs"]):
             grad = x1.T @ (x1 @ weights - y) / len(y) + hp["l2"] * np.r_[weights[:-1], 0.0]
             weights = weights - hp["learning_rate"] * grad
             epochs_done = epoch + 1
-            env.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_save(checkpoint, weights=weights, epoch=epochs_done)
+            with store.save(epochs_done) as scratch:
+                np.savez(scratch / CHECKPOINT_FILE, weights=weights, epoch=epochs_done)
             log_metric("train_mse", float(np.mean((x1 @ weights - y) ** 2)), epoch=epochs_done)
             time.sleep(hp["epoch_seconds"])
             if interrupt.requested():
@@ -89,13 +88,10 @@ def train(env: TrainingEnv) -> None:
     write_metrics(metrics, env.paths)
     if env.is_master:
         env.paths.model_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(env.paths.model_dir / "model.npz", weights=weights[:-1], bias=weights[-1])
-        (env.paths.model_dir / "hyperparameters.json").write_text(json.dumps(hp))
+        atomic.save_npz(env.paths.model_dir / "model.npz", weights=weights[:-1], bias=weights[-1])
+        atomic.write_json(env.paths.model_dir / "hyperparameters.json", hp, indent=None)
 
 
-def _atomic_save(path: Path, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+def _load_checkpoint(checkpoint) -> tuple[np.ndarray, int]:
+    with np.load(checkpoint.file(CHECKPOINT_FILE), allow_pickle=False) as saved:
+        return saved["weights"], int(saved["epoch"])
