@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from byoc_runtime.checkpoints import CheckpointStore
 from gluon_cnn import png
 from local.opt_ml import ChannelSpec
 from tests.images import build_image
@@ -207,10 +208,11 @@ def test_two_hosts_in_sdk_local_mode_match_one_host(harness, image, channels):
 
 def test_sigterm_checkpoints_then_resume(harness, image, channels, tmp_path):
     checkpoints = tmp_path / "checkpoints"
+    store = CheckpointStore(checkpoints, "gluon-cnn")
 
     def stop_after_first_checkpoint(containers):
         deadline = time.time() + 60
-        while not (checkpoints / "gluon-cnn-checkpoint.json").exists() and time.time() < deadline:
+        while not store.steps() and time.time() < deadline:
             time.sleep(0.05)
         containers[0].stop(timeout=30)
 
@@ -219,7 +221,7 @@ def test_sigterm_checkpoints_then_resume(harness, image, channels, tmp_path):
         image, hyperparameters, channels, checkpoint_dir=checkpoints, on_started=stop_after_first_checkpoint
     )
     assert first.master.exit_code != 0 and "stopped by SIGTERM" in first.master.failure
-    epoch = json.loads((checkpoints / "gluon-cnn-checkpoint.json").read_text())["epoch"]
+    epoch = store.latest().meta["epoch"]
     assert 1 <= epoch < 500
     second = harness.train(image, {**hyperparameters, "epochs": epoch + 1}, channels, checkpoint_dir=checkpoints)
     assert second.ok, second.logs()

@@ -11,6 +11,7 @@ import docker
 import numpy as np
 import pytest
 
+from byoc_runtime.checkpoints import CheckpointStore
 from local.opt_ml import ChannelSpec
 from ncf_tf import synthetic
 from tests.images import build_image
@@ -240,8 +241,7 @@ def test_sigterm_checkpoints_and_the_next_job_resumes(harness, image, ratings_di
     )  # fmt: skip
     dump_logs_on_failure(stopped)
     assert stopped.master.exit_code != 0 and "SIGTERM" in stopped.master.failure
-    state = json.loads((tmp_path / "algo-1" / "state.json").read_text())
-    saved = state["neumf"]
+    saved = CheckpointStore(tmp_path / "algo-1", "neumf").latest().step
     assert 1 <= saved < 200
     resumed = harness.train(
         image, {**FAST, "epochs": saved + 1}, {"training": ChannelSpec(ratings_dir)}, checkpoint_dir=tmp_path

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from byoc_runtime.checkpoints import CheckpointStore
 from byoc_runtime.codecs import recordio_protobuf
 from byoc_runtime.errors import DataError, HyperparameterError
 from byoc_runtime.paths import SageMakerPaths
@@ -63,7 +64,7 @@ def test_learns_a_sparse_interaction_and_reports_builtin_metrics(tmp_path, capsy
     assert "#test_score (algo-1) : ('binary_f_1.000'," in logs
     assert "#metric: test:binary_classification_cross_entropy=" in logs
     assert artifact.load(env.paths.model_dir).feature_dim == 20
-    assert (env.checkpoint_dir / CHECKPOINT_NAME).exists()
+    assert (env.checkpoint_dir / f"fm-{20:06d}" / CHECKPOINT_NAME).exists()
 
 
 def test_resumes_from_the_checkpoint(tmp_path, caplog):
@@ -73,7 +74,7 @@ def test_resumes_from_the_checkpoint(tmp_path, caplog):
     caplog.set_level("INFO", logger="fm_algo")
     run(tmp_path / "b", {**BASE_HP, "epochs": 3}, channels, checkpoints)
     assert "after 2 epochs" in caplog.text
-    saved = np.load(checkpoints / CHECKPOINT_NAME)
+    saved = np.load(CheckpointStore(checkpoints, "fm").latest().file(CHECKPOINT_NAME))
     assert int(saved["epoch"]) == 3 and int(saved["steps"]) == 3  # 600 rows, mini_batch_size 1000: a step per epoch
 
 

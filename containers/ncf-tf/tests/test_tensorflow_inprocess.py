@@ -13,6 +13,7 @@ pytest.importorskip("tf_keras")
 
 from byoc_runtime import interrupt  # noqa: E402
 from byoc_runtime.app import create_app  # noqa: E402
+from byoc_runtime.checkpoints import CheckpointStore  # noqa: E402
 from byoc_runtime.errors import HyperparameterError  # noqa: E402
 from byoc_runtime.handlers import Handlers  # noqa: E402
 from byoc_runtime.paths import SageMakerPaths  # noqa: E402
@@ -65,8 +66,8 @@ def test_sigterm_stops_after_a_checkpoint(tmp_path, monkeypatch):
     env = make_env(tmp_path, {**FAST, "epochs": 5})
     monkeypatch.setattr(interrupt, "requested", lambda: True)
     train(env)
-    state = json.loads((env.checkpoint_dir / "algo-1" / "state.json").read_text())
-    assert state == {"neumf": 1}
+    saved = CheckpointStore(env.checkpoint_dir / "algo-1", "neumf").latest()
+    assert saved.step == 1 and saved.meta == {"phase": "neumf", "epoch": 1}
     assert not (env.paths.model_dir / "000000001").exists()
 
 

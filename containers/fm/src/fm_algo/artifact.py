@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from byoc_runtime import atomic
+
 from .model import FMModel
 
 ARCHIVE_NAME = "model_algo-1"
@@ -46,7 +48,7 @@ def _symbol(model: FMModel):
 def save(model: FMModel, model_dir: Path) -> list[Path]:
     model_dir.mkdir(parents=True, exist_ok=True)
     npz = model_dir / NPZ_NAME
-    with open(npz, "wb") as out:
+    with atomic.open_for_write(npz) as out:  # a temporary name, renamed when whole; ENOSPC names the file
         np.savez(out, w0=np.float32(model.w0), w=model.w, V=model.V, predictor_type=model.predictor_type)
     try:
         import mxnet  # noqa: F401 - only the built-in-compatible archive needs it
@@ -68,11 +70,11 @@ def save_builtin_archive(model: FMModel, model_dir: Path) -> Path:
         "feature_dim": model.feature_dim,
         "num_factors": model.num_factors,
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with atomic.scratch(model_dir) as tmp:
         params = os.path.join(tmp, "params")
         mx.nd.save(params, arrays)
         target = model_dir / ARCHIVE_NAME
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        with atomic.open_for_write(target) as out, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.write(params, "params")
             archive.writestr("symbol.json", _symbol(model).tojson())
             archive.writestr(CONFIG_NAME, json.dumps(config))

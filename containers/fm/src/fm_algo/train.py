@@ -7,7 +7,6 @@ Checkpoints (parameters + Adam state) go to the checkpoint dir after every epoch
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from byoc_runtime import distributed, interrupt
+from byoc_runtime.checkpoints import CheckpointStore
 from byoc_runtime.metrics import log_metric, write_metrics
 from byoc_runtime.training_env import TrainingEnv
 
@@ -26,6 +26,7 @@ from .engine import FMTrainer
 
 log = logging.getLogger("fm_algo")
 CHECKPOINT_NAME = "fm_checkpoint.npz"
+CHECKPOINT_STORE = "fm"
 EVAL_CHUNK = 50_000
 
 
@@ -120,21 +121,24 @@ def _fit(env: TrainingEnv, hp: dict[str, Any], trainer: FMTrainer, local: CsrDat
 
 
 def _checkpoint(trainer, env: TrainingEnv, epochs_done: int) -> None:
+    """fm-<epoch>/fm_checkpoint.npz + MANIFEST.json (byoc_runtime.checkpoints: the newest three are kept)."""
     if not env.is_master:
         return
-    env.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez(buffer, epoch=np.array(epochs_done), **trainer.state())
-    tmp = env.checkpoint_dir / (CHECKPOINT_NAME + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(env.checkpoint_dir / CHECKPOINT_NAME)
+    with CheckpointStore(env.checkpoint_dir, CHECKPOINT_STORE).save(epochs_done) as scratch:
+        np.savez(scratch / CHECKPOINT_NAME, epoch=np.array(epochs_done), **trainer.state())
 
 
 def _resume(trainer, path: Path) -> int:
-    if not path.exists():
+    """Epochs done by the newest intact checkpoint in path's directory (0: none); skipped ones are logged."""
+
+    def load(checkpoint) -> int:
+        with np.load(checkpoint.file(path.name), allow_pickle=False) as saved:
+            state = dict(saved)
+        trainer.load_state(state)
+        return int(state["epoch"])
+
+    found = CheckpointStore(path.parent, CHECKPOINT_STORE).restore(load)
+    if found is None:
         return 0
-    with np.load(path) as saved:
-        trainer.load_state(dict(saved))
-        epoch = int(saved["epoch"])
-    log.info("resuming from %s after %d epochs", path, epoch)
-    return epoch
+    log.info("resuming from %s after %d epochs", found[0].path, found[1])
+    return found[1]

@@ -1,20 +1,22 @@
 """Per-epoch checkpoints in the checkpoint directory (synced to S3 by SageMaker), and resuming from them.
 
-Three files; the JSON is written last and atomically, so its presence means the parameters next to it
-are complete. Trainer (momentum) states are saved where they live in this process (not on dist servers).
+byoc_runtime's CheckpointStore keeps the newest three as gluon-cnn-<epoch>/ directories: gluon-cnn.params,
+gluon-cnn.states (trainer momentum, saved where it lives in this process, not on dist servers) and
+MANIFEST.json, written last, with the epoch, network, history and the size and sha256 of each file. Resuming
+takes the newest intact checkpoint; each one skipped (truncated, missing a file, unloadable) is logged.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from byoc_runtime.checkpoints import CheckpointStore
 from byoc_runtime.errors import TrainingError
 
-PARAMS, STATES, STATE = "gluon-cnn.params", "gluon-cnn.states", "gluon-cnn-checkpoint.json"
+NAME = "gluon-cnn"
+PARAMS, STATES = f"{NAME}.params", f"{NAME}.states"
 
 
 @dataclass
@@ -24,38 +26,36 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def store(directory: Path) -> CheckpointStore:
+    return CheckpointStore(directory, NAME)
+
+
 def save(directory: Path, net, trainer, progress: Progress, *, with_states: bool) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    net.save_parameters(_tmp(directory / PARAMS))
-    os.replace(_tmp(directory / PARAMS), directory / PARAMS)
-    if with_states:
-        trainer.save_states(_tmp(directory / STATES))
-        os.replace(_tmp(directory / STATES), directory / STATES)
-    state = {"epoch": progress.epoch, "network": progress.network, "history": progress.history}
-    Path(_tmp(directory / STATE)).write_text(json.dumps(state, indent=1))
-    os.replace(_tmp(directory / STATE), directory / STATE)
+    meta = {"epoch": progress.epoch, "network": progress.network, "history": progress.history}
+    with store(directory).save(progress.epoch, meta) as scratch:
+        net.save_parameters(str(scratch / PARAMS))
+        if with_states:
+            trainer.save_states(str(scratch / STATES))
 
 
 def load(directory: Path, net, trainer, network: str, ctx, *, with_states: bool = True) -> Progress | None:
-    """Restore net (and trainer states when saved and wanted) from the directory; None when there is no
-    checkpoint. Distributed jobs pass with_states=False: their optimizer runs on the servers."""
-    state_file = directory / STATE
-    if not state_file.exists():
-        return None
-    state = json.loads(state_file.read_text())
-    if state.get("network") != network:
-        raise TrainingError(
-            f"The checkpoint in {directory} is of network '{state.get('network')}', not '{network}': "
-            "use another checkpoint location or the same network"
-        )
-    net.load_parameters(str(directory / PARAMS), ctx=ctx)
-    if with_states and (directory / STATES).exists():
-        try:
-            trainer.load_states(str(directory / STATES))
-        except Exception as err:  # noqa: BLE001 - momentum is worth keeping but not worth failing for
-            print(f"checkpoint: optimizer states not restored ({type(err).__name__}: {err})", flush=True)
-    return Progress(int(state["epoch"]), network, list(state.get("history", [])))
+    """Restore net (and trainer states when saved and wanted) from the newest intact checkpoint; None when
+    there is none. Distributed jobs pass with_states=False: their optimizer runs on the servers."""
 
+    def restore(found) -> Progress:
+        saved_network = found.meta.get("network")
+        if saved_network != network:
+            raise TrainingError(
+                f"The checkpoint in {directory} is of network '{saved_network}', not '{network}': "
+                "use another checkpoint location or the same network"
+            )
+        net.load_parameters(str(found.file(PARAMS)), ctx=ctx)
+        if with_states and found.has(STATES):
+            try:
+                trainer.load_states(str(found.file(STATES)))
+            except Exception as err:  # noqa: BLE001 - momentum is worth keeping but not worth failing for
+                print(f"checkpoint: optimizer states not restored ({type(err).__name__}: {err})", flush=True)
+        return Progress(int(found.meta["epoch"]), network, list(found.meta.get("history", [])))
 
-def _tmp(path: Path) -> str:
-    return str(path) + ".tmp"
+    restored = store(directory).restore(restore)
+    return restored[1] if restored else None

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import inspect
 import runpy
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from byoc_runtime import distributed
+from byoc_runtime import atomic, distributed
 from byoc_runtime.errors import TrainingError
 from byoc_runtime.training_env import TrainingEnv
 from byoc_runtime.user_code import load_module
@@ -60,7 +59,7 @@ def run(env: TrainingEnv) -> None:
         default_save(net, model_dir)
     # Ship the script with the model, so `SAGEMAKER_PROGRAM=<script>` serves it from model.tar.gz/code/.
     (model_dir / "code").mkdir(exist_ok=True)
-    shutil.copy2(script, model_dir / "code" / script.name)
+    atomic.copy_file(script, model_dir / "code" / script.name)
 
 
 def default_save(net, model_dir: Path) -> None:
@@ -68,8 +67,9 @@ def default_save(net, model_dir: Path) -> None:
     import mxnet as mx
 
     symbol = net(mx.sym.var("data"))
-    symbol.save(str(model_dir / "model.json"))
-    net.collect_params().save(str(model_dir / "model.params"))
+    with atomic.staged(model_dir) as scratch:  # each file copied into place whole (a full disk names it)
+        symbol.save(str(scratch / "model.json"))
+        net.collect_params().save(str(scratch / "model.params"))
 
 
 def _accepted(function, arguments: dict[str, Any]) -> dict[str, Any]:

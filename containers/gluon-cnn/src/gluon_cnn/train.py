@@ -8,13 +8,12 @@ each worker trains on its shard with `batch_size / workers` images per step, kvs
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from byoc_runtime import cpu, distributed, interrupt
+from byoc_runtime import atomic, cpu, distributed, interrupt
 from byoc_runtime.errors import DataError, HyperparameterError
 from byoc_runtime.hyperparameters import Param, validate
 from byoc_runtime.metrics import log_metric, write_metrics
@@ -190,6 +189,9 @@ def save_model(net, model_dir: Path, network: str, class_names) -> None:
     """The hybridized graph and its weights (loadable without our code: SymbolBlock.imports), plus what
     serving needs to know about the classes."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    net.export(str(model_dir / MODEL_PREFIX), epoch=0)
+    # MXNet writes into a scratch directory; each file is copied into model_dir atomically, so a full disk is
+    # an OSError naming the file (the failure file says which), never half a .params file.
+    with atomic.staged(model_dir) as scratch:
+        net.export(str(scratch / MODEL_PREFIX), epoch=0)
     meta = {"network": network, "class_names": list(class_names), "input_shape": [1, 28, 28], "input_scale": "x/255"}
-    (model_dir / META_FILE).write_text(json.dumps(meta, indent=1))
+    atomic.write_json(model_dir / META_FILE, meta, indent=1)

@@ -22,7 +22,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
-from byoc_runtime import interrupt
+from byoc_runtime import atomic, interrupt
 from byoc_runtime.metrics import log_metric
 
 from . import checkpoints, networks
@@ -105,11 +105,14 @@ def fit(
 
     result = FitResult(net, 0)
     signature = signature or {}
-    found = checkpoints.find(config.checkpoint_dir, signature) if config.checkpoint_dir else None
-    if found is not None and found.epoch > 0:
+
+    def restore(found: checkpoints.Checkpoint) -> None:
         net.load_parameters(str(found.params), ctx=ctx)
         if found.states is not None and not distributed:
             trainer.load_states(str(found.states))
+
+    found = checkpoints.find(config.checkpoint_dir, signature, restore) if config.checkpoint_dir else None
+    if found is not None and found.epoch > 0:
         result.epochs_done, result.history, result.resumed_from = found.epoch, list(found.history), found.epoch
         print(f"resuming from checkpoint at epoch {found.epoch}", flush=True)
 
@@ -206,5 +209,8 @@ def predict(net, users: np.ndarray, items: np.ndarray, batch: int = 65536) -> np
 
 
 def export_symbol(net, model_dir: Path, prefix: str = "mxnet_mf") -> None:
-    """The network as MXNet's symbol JSON + params, for users who load it with SymbolBlock.imports."""
-    net.export(str(model_dir / prefix), epoch=0)
+    """The network as MXNet's symbol JSON + params, for users who load it with SymbolBlock.imports. MXNet
+    writes into a scratch directory; each file is then copied into model_dir atomically (a full disk is an
+    OSError naming the file, not an MXNetError)."""
+    with atomic.staged(model_dir) as scratch:
+        net.export(str(scratch / prefix), epoch=0)

@@ -3,7 +3,8 @@
 Serving and training-time evaluation both use this class, so the validation RMSE in the training log is
 the RMSE of exactly what the endpoint answers. It needs no MXNet: the networks are two or three matrix
 products, and a serving worker starts in milliseconds without importing the framework.
-Saved as model.npz (arrays only, loaded with allow_pickle=False) + model.json (settings).
+Saved as model.npz (arrays only, loaded with allow_pickle=False) + model.json (settings), each written
+to a temporary name and renamed, so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from byoc_runtime import atomic
 
 from .data import IdIndex
 
@@ -168,7 +171,7 @@ class Recommender:
             arrays["titles"] = self.titles
         if self.rated_indptr is not None:
             arrays["rated_indptr"], arrays["rated_indices"] = self.rated_indptr, self.rated_indices
-        np.savez(model_dir / MODEL_ARRAYS, **arrays)
+        atomic.save_npz(model_dir / MODEL_ARRAYS, **arrays)
         settings = {
             **self.settings,
             "format_version": FORMAT_VERSION,
@@ -179,7 +182,7 @@ class Recommender:
             "num_users": len(self.users),
             "num_items": len(self.items),
         }
-        (model_dir / MODEL_SETTINGS).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        atomic.write_json(model_dir / MODEL_SETTINGS, settings, sort_keys=True)
 
     @classmethod
     def load(cls, model_dir: Path) -> Recommender:

@@ -7,12 +7,11 @@ only the master (hosts[0]) writes the model and the checkpoints.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
 
-from byoc_runtime import cpu, distributed, interrupt
+from byoc_runtime import atomic, cpu, distributed, interrupt
 from byoc_runtime.errors import DataError, HyperparameterError
 from byoc_runtime.hyperparameters import Param, validate
 from byoc_runtime.metrics import log_metric, write_metrics
@@ -157,7 +156,7 @@ def train(env: TrainingEnv) -> None:
             model.settings = {"hyperparameters": hp}
             model.save(env.paths.model_dir)
             fitting.export_symbol(result.net, env.paths.model_dir)
-            (env.paths.model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            atomic.write_json(env.paths.model_dir / "metrics.json", metrics, default=float)
             print(f"model written to {env.paths.model_dir}", flush=True)
         del result  # release the kvstore before waiting for the parameter servers to finish
     finally:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from byoc_runtime import atomic
+
 MODEL_VERSION = "000000001"
 EXTRAS = "ncf"
 
@@ -56,11 +58,12 @@ class Extras:
 def write_extras(model_dir: Path, user_ids, item_ids, train_users, train_items, meta: dict[str, Any]) -> None:
     target = model_dir / EXTRAS
     target.mkdir(parents=True, exist_ok=True)
-    np.savez(target / "mappings.npz", user_ids=np.asarray(user_ids), item_ids=np.asarray(item_ids))
+    # Each file under a temporary name, renamed when whole (a full disk: an OSError naming the file).
+    atomic.save_npz(target / "mappings.npz", user_ids=np.asarray(user_ids), item_ids=np.asarray(item_ids))
     order = np.lexsort((train_items, train_users))
     counts = np.bincount(train_users, minlength=len(user_ids))
-    np.savez(target / "seen.npz", indptr=np.r_[0, np.cumsum(counts)], items=train_items[order].astype(np.int32))
-    (target / "meta.json").write_text(json.dumps({**meta, "version": MODEL_VERSION}, indent=2, sort_keys=True))
+    atomic.save_npz(target / "seen.npz", indptr=np.r_[0, np.cumsum(counts)], items=train_items[order].astype(np.int32))
+    atomic.write_json(target / "meta.json", {**meta, "version": MODEL_VERSION}, sort_keys=True)
 
 
 def read_extras(model_dir: Path) -> Extras:

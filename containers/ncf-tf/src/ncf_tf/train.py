@@ -9,7 +9,6 @@ negatives, NeuMF initialised from pre-trained GMF and MLP and fine-tuned with pl
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -96,17 +95,6 @@ def _load_data(env: TrainingEnv, hp: dict[str, Any]) -> tuple[prep.Interactions,
           f"{len(data.test_users)} held out", flush=True)
     evaluation = prep.eval_set(data, hp["seed"], min(hp["eval_negatives"], max(1, data.n_items - 1)))
     return data, evaluation
-
-
-def checkpoint_state(directory: Path) -> dict[str, Any]:
-    path = directory / "state.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_state(directory: Path, state: dict[str, Any]) -> None:
-    tmp = directory / "state.json.tmp"
-    tmp.write_text(json.dumps(state))
-    tmp.replace(directory / "state.json")
 
 
 def export_dir(env: TrainingEnv, model_dir: Path) -> tuple[Path, bool]:

@@ -12,14 +12,17 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from byoc_runtime import interrupt
+from byoc_runtime import atomic, interrupt
+from byoc_runtime.checkpoints import CheckpointStore
 from byoc_runtime.metrics import log_metric
 from byoc_runtime.training_env import TrainingEnv
 
 from . import artifacts, distribution, evaluation, prep
 from . import model as ncf_model
 from .pipeline import EpochSampler, dataset
-from .train import checkpoint_state, discard, export_dir, save_state
+from .train import discard, export_dir
+
+CHECKPOINT_PREFIX = "ckpt"  # tf.train.Checkpoint files: ckpt.index, ckpt.data-00000-of-00001
 
 
 class StopOnSigterm(keras.callbacks.Callback):
@@ -46,10 +49,9 @@ class Trainer:
                   flush=True)
         keras.utils.set_random_seed(hp["seed"])
         self.sampler = EpochSampler(data, hp["num_neg"], hp["seed"])
-        # Each host checkpoints into its own folder: hosts share one S3 checkpoint prefix on SageMaker.
+        # Each host checkpoints into its own folder: hosts share one S3 checkpoint prefix on SageMaker. In it,
+        # one CheckpointStore per phase: <phase>-<epoch>/ckpt.* + MANIFEST.json, the newest three kept.
         self.checkpoint_dir = env.checkpoint_dir / env.current_host
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        self.state = checkpoint_state(self.checkpoint_dir)
         self.models: dict[str, keras.Model] = {}
         self.metrics: dict[str, Any] = {}
         if evalset is not None:
@@ -87,10 +89,15 @@ class Trainer:
         hp = self.hp
         model = self._build(phase)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-        prefix = str(self.checkpoint_dir / phase)
-        done = int(self.state.get(phase, 0))
+        store = CheckpointStore(self.checkpoint_dir, phase)
+
+        def restore(found) -> int:  # only called on a checkpoint whose files match its manifest
+            checkpoint.read(str(found.file(CHECKPOINT_PREFIX)), options=self._checkpoint_options()).expect_partial()
+            return int(found.meta["epoch"])
+
+        restored = store.restore(restore)
+        done = restored[1] if restored else 0
         if done:
-            checkpoint.read(prefix, options=self._checkpoint_options()).expect_partial()
             print(f"resuming {phase} from the checkpoint after epoch {done}", flush=True)
         score = ncf_model.scorer(model)
         for epoch in range(done, hp["epochs"]):
@@ -106,9 +113,8 @@ class Trainer:
             log_metric("train_loss", self.metrics["train_loss"], **context)
             log_metric("train_examples_per_second", self.metrics["train_examples_per_second"], **context)
             self._evaluate(score, context)
-            checkpoint.write(prefix, options=self._checkpoint_options())
-            self.state[phase] = epoch + 1
-            save_state(self.checkpoint_dir, self.state)
+            with store.save(epoch + 1, {"phase": phase, "epoch": epoch + 1}) as scratch:
+                checkpoint.write(str(scratch / CHECKPOINT_PREFIX), options=self._checkpoint_options())
             self.metrics["epochs"] = {**self.metrics.get("epochs", {}), phase: epoch + 1}
             if interrupt.requested():
                 return False
@@ -154,11 +160,16 @@ class Trainer:
         if final is None:
             return
         target, keep = export_dir(self.env, model_dir)
-        final.save(str(target / artifacts.MODEL_VERSION), save_format="tf", include_optimizer=False,
-                   options=tf.saved_model.SaveOptions(experimental_io_device=self.io_device))
-        if not keep:
+        options = tf.saved_model.SaveOptions(experimental_io_device=self.io_device)
+        if not keep:  # a worker takes part in the collective save, into a folder it then throws away
+            final.save(str(target / artifacts.MODEL_VERSION), save_format="tf", include_optimizer=False,
+                       options=options)
             discard(target)
             return
+        # TensorFlow writes the SavedModel into a scratch directory; each file is then copied into place
+        # atomically, so a full disk is an OSError naming the file, never half a variables.data file.
+        with atomic.staged(target / artifacts.MODEL_VERSION) as scratch:
+            final.save(str(scratch), save_format="tf", include_optimizer=False, options=options)
         hp = self.hp
         meta = {"hyperparameters": hp, "n_users": self.data.n_users, "n_items": self.data.n_items,
                 "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)}}
