@@ -105,8 +105,11 @@ def _decode_jpeg(body: bytes) -> np.ndarray:
         raise ValueError(f"the JPEG is {width}x{height}; at most {MAX_JPEG_PIXELS} pixels are accepted")
     import mxnet as mx  # only JPEG needs it; PNG and the rest of this module stay numpy-only
 
-    try:
-        decoded = mx.image.imdecode(body, flag=0, to_rgb=False)
-    except mx.base.MXNetError as err:
-        raise ValueError(f"the JPEG could not be decoded: {str(err).splitlines()[0]}") from None
-    return decoded.asnumpy()
+    from .mxnet_lock import MXNET
+
+    with MXNET:  # MXNet is not thread-safe: see mxnet_lock.py
+        try:
+            decoded = mx.image.imdecode(body, flag=0, to_rgb=False)
+        except mx.base.MXNetError as err:
+            raise ValueError(f"the JPEG could not be decoded: {str(err).splitlines()[0]}") from None
+        return decoded.asnumpy()

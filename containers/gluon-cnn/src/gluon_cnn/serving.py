@@ -19,6 +19,7 @@ import numpy as np
 from byoc_runtime import codecs
 
 from . import inputs
+from .mxnet_lock import MXNET
 
 ACCEPTS = (codecs.JSON, codecs.JSONLINES, codecs.NPY, codecs.CSV)
 CHUNK = 1024  # images per forward pass: large batches stay vectorised with bounded memory
@@ -33,9 +34,10 @@ class Classifier:
         import mxnet as mx
 
         out = []
-        for start in range(0, len(batch), CHUNK):
-            x = mx.nd.array(batch[start : start + CHUNK], ctx=self.ctx)
-            out.append(mx.nd.softmax(self.net(x), axis=1).asnumpy())
+        with MXNET:
+            for start in range(0, len(batch), CHUNK):
+                x = mx.nd.array(batch[start : start + CHUNK], ctx=self.ctx)
+                out.append(mx.nd.softmax(self.net(x), axis=1).asnumpy())
         return np.concatenate(out)
 
 
@@ -64,13 +66,13 @@ def model_fn(model_dir: str) -> Classifier:
     else:
         found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
         raise FileNotFoundError(f"no model-symbol.json or model.json in {model_dir} (found {found})")
-    with warnings.catch_warnings():  # "Cannot decide type for data": it is float32, given at the first call
+    with MXNET, warnings.catch_warnings():  # "Cannot decide type for data": float32, given at the first call
         warnings.simplefilter("ignore", UserWarning)
         net = mx.gluon.SymbolBlock.imports(str(symbol), ["data"], str(params), ctx=ctx)
-    net.hybridize(static_alloc=True)
+        net.hybridize(static_alloc=True)
+        classes = net(mx.nd.zeros((1, 1, 28, 28), ctx=ctx)).shape[1]
     meta_file = directory / META_FILE
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-    classes = net(mx.nd.zeros((1, 1, 28, 28), ctx=ctx)).shape[1]
     names = meta.get("class_names") or [str(i) for i in range(classes)]
     return Classifier(net, names[:classes], ctx)
 
