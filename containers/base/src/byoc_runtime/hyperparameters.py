@@ -71,9 +71,32 @@ class Param:
         if not isinstance(value, int | float):
             return
         if self.min is not None and value < self.min:
-            raise HyperparameterError(name, f"{value!r} is below the minimum {self.min}")
+            raise HyperparameterError(name, f"{value!r} is below the minimum {_number_text(self.min)} ({self.allowed})")
         if self.max is not None and value > self.max:
-            raise HyperparameterError(name, f"{value!r} is above the maximum {self.max}")
+            raise HyperparameterError(name, f"{value!r} is above the maximum {_number_text(self.max)} ({self.allowed})")
+
+    @property
+    def allowed(self) -> str:
+        """The allowed values in words, for messages: "allowed: 1 to 4096", "allowed: 0 or more"."""
+        if self.choices is not None:
+            return f"allowed: {', '.join(map(str, self.choices))}"
+        low, high = _number_text(self.min), _number_text(self.max)
+        if self.min is not None and self.max is not None:
+            return f"allowed: {low} to {high}"
+        if self.min is not None:
+            return f"allowed: {low} or more"
+        if self.max is not None:
+            return f"allowed: {high} or less"
+        return "allowed: any value"
+
+
+def _number_text(bound: float | None) -> str:
+    """1 for 1 and 1.0, 0.5 for 0.5, 1e-08 for 1e-8: a bound as a user would write it."""
+    if bound is None:
+        return ""
+    if isinstance(bound, float) and bound.is_integer() and abs(bound) < 1e15:
+        return str(int(bound))
+    return str(bound)
 
 
 def _coerce(name: str, kind: type, value: Any) -> Any:
