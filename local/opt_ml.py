@@ -24,6 +24,7 @@ class ChannelSpec:
     content_type: str | None = None
     input_mode: str = "File"  # File | Pipe | FastFile
     pipe_epochs: int = 1  # Pipe mode: how many times the data is streamed (FIFOs <channel>_0 .. _N-1)
+    repeat: int = 1  # Pipe mode: each epoch streams the files this many times over (big channels, small disk)
 
     @classmethod
     def of(cls, spec: ChannelSpec | str | os.PathLike) -> ChannelSpec:
@@ -120,7 +121,7 @@ class OptMlTree:
                 return
             with os.fdopen(fd, "wb") as pipe:
                 try:
-                    for file in spec.files():
+                    for file in spec.files() * spec.repeat:
                         with open(file, "rb") as source:
                             shutil.copyfileobj(source, pipe, 1 << 20)
                 except BrokenPipeError:

@@ -183,7 +183,7 @@ def test_sparse_movielens_regressor_in_pipe_mode(harness, image, tmp_path, dump_
         "factors_wd": 0.0,
     }
     channels = {
-        "train": ChannelSpec(tmp_path / "train.rec", RECORDIO, input_mode="Pipe"),
+        "train": ChannelSpec(tmp_path / "train.rec", RECORDIO, input_mode="Pipe", pipe_epochs=25),  # a FIFO per epoch
         "test": ChannelSpec(tmp_path / "test.rec", RECORDIO),
     }
     result = harness.train(image, hp, channels)
@@ -212,7 +212,7 @@ def test_two_hosts_train_in_sync_through_dist_sync(harness, image, mnist_data, d
     dump_logs_on_failure(result)
     assert result.ok, result.logs()
     assert all("started ps-lite server" in host.logs for host in result.hosts)
-    assert "(1500 on this host)" in result.master.logs
+    assert "3000 records read from channel 'train', 1500 trained on this host" in result.master.logs
     metrics = [json.loads((h.tree.root / "output" / "data" / "metrics.json").read_text()) for h in result.hosts]
     assert (
         metrics[0]["test:binary_classification_cross_entropy"] == metrics[1]["test:binary_classification_cross_entropy"]

@@ -53,9 +53,11 @@ class SparseBatch:
 class DenseBatch:
     def __init__(self, batch: CsrData, local: np.ndarray, num_cols: int):
         self.size, self.num_cols = len(batch), num_cols
-        self.x = np.zeros((self.size, num_cols), np.float32)
-        # add.at: a record may repeat a key; its values add up as they would in the sparse products.
-        np.add.at(self.x, (np.repeat(np.arange(self.size), np.diff(batch.indptr)), local), batch.values)
+        # A record may repeat a key: its values add up, as they would in the sparse products (bincount sums
+        # them, an order of magnitude faster than np.add.at).
+        cells = np.repeat(np.arange(self.size) * num_cols, np.diff(batch.indptr)) + local
+        summed = np.bincount(cells, weights=batch.values, minlength=self.size * num_cols)
+        self.x = summed.astype(np.float32).reshape(self.size, num_cols)
         self.x2 = self.x * self.x
 
     def matmul(self, a: np.ndarray, squared: bool = False) -> np.ndarray:
@@ -67,8 +69,14 @@ class DenseBatch:
 
 def compact(batch: CsrData, layout: str = "auto") -> tuple[np.ndarray, SparseBatch | DenseBatch]:
     """(feature ids the batch touches, the batch in that compact column space)."""
-    rows, local = np.unique(batch.indices, return_inverse=True)
-    local = local.reshape(-1).astype(np.int64)
+    if batch.num_cols <= 4 * batch.nnz:  # a presence table over the features beats sorting the keys
+        present = np.zeros(batch.num_cols, bool)
+        present[batch.indices] = True
+        rows = np.flatnonzero(present)
+        local = (np.cumsum(present) - 1)[batch.indices]
+    else:
+        rows, local = np.unique(batch.indices, return_inverse=True)
+        local = local.reshape(-1).astype(np.int64)
     if layout == "auto":
         cells = max(len(batch) * rows.size, 1)
         layout = "dense" if batch.nnz / cells >= DENSE_SHARE else "sparse"

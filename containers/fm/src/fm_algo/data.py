@@ -1,23 +1,16 @@
-"""Training data: recordIO-protobuf (dense or sparse) or CSV, File or Pipe mode, held as CSR in memory.
+"""Rows of features in CSR form: what a training mini-batch, a test chunk and a request become.
 
-Every input, dense or sparse, becomes one CSR matrix: FM's cost is O(k * nnz), so zeros are dropped.
+Every input, dense or sparse, becomes CSR: FM's cost is O(k * nnz), so zeros are dropped. Reading a
+training channel (streamed, in mini-batches) is channel.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
 import numpy as np
 
-from byoc_runtime.codecs import csv_codec, media_type, recordio_protobuf
-from byoc_runtime.errors import DataError
-from byoc_runtime.training_env import Channel
-
-RECORDIO = "application/x-recordio-protobuf"
-CSV = "text/csv"
+from byoc_runtime.codecs import recordio_protobuf
 
 
 @dataclass(frozen=True)
@@ -71,6 +64,19 @@ class CsrData:
         labels = None if self.labels is None else self.labels[rows]
         return CsrData(indptr, self.indices[positions], self.values[positions], labels, self.num_cols)
 
+    def rows(self, start: int, stop: int) -> CsrData:
+        """Rows start..stop-1 without copying the non-zeros (views of this matrix's arrays)."""
+        stop = min(stop, len(self))
+        first, last = int(self.indptr[start]), int(self.indptr[stop])
+        labels = None if self.labels is None else self.labels[start:stop]
+        return CsrData(
+            self.indptr[start : stop + 1] - first,
+            self.indices[first:last],
+            self.values[first:last],
+            labels,
+            self.num_cols,
+        )
+
     def dense(self) -> np.ndarray:
         out = np.zeros((len(self), self.num_cols), np.float32)
         row_of = np.repeat(np.arange(len(self)), np.diff(self.indptr))
@@ -96,69 +102,3 @@ def from_decoded(decoded: recordio_protobuf.DecodedRecords) -> CsrData:
             int(csr.num_cols),
         )
     return CsrData.from_dense(decoded.features, labels)
-
-
-def _files(channel: Channel) -> list[Path]:
-    files = sorted(p for p in channel.path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"Channel '{channel.name}' has no files in {channel.path}")
-    return files
-
-
-def _streams(channel: Channel) -> Iterator[tuple[str, IO[bytes]]]:
-    """Open binary streams of the channel: its files (File mode) or the FIFO of epoch 0 (Pipe mode)."""
-    sources: Iterable[Path] = [channel.pipe_path(0)] if channel.is_pipe else _files(channel)
-    for source in sources:
-        with open(source, "rb") as stream:
-            yield source.name, stream
-
-
-def _read_recordio(stream: IO[bytes]) -> CsrData:
-    return from_decoded(recordio_protobuf.decode(stream, densify=False))
-
-
-def _read_csv(stream: IO[bytes]) -> CsrData:
-    table = csv_codec.decode(stream.read()).astype(np.float32)
-    if table.shape[1] < 2:
-        raise ValueError("CSV rows need the label first and at least one feature")
-    return CsrData.from_dense(table[:, 1:], table[:, 0])
-
-
-def read_channel(channel: Channel, feature_dim: int, predictor_type: str) -> CsrData:
-    """The whole channel as CSR, checked against feature_dim and the predictor's label domain.
-
-    Pipe mode reads the stream of epoch 0 once; later epochs reuse it from memory.
-    """
-    kind = media_type(channel.content_type) or RECORDIO  # the built-in's default content type
-    if kind not in (RECORDIO, CSV):
-        raise DataError(f"Channel '{channel.name}' has content type {channel.content_type!r}; use {RECORDIO} or {CSV}")
-    reader = _read_recordio if kind == RECORDIO else _read_csv
-    parts = []
-    for name, stream in _streams(channel):
-        try:
-            part = reader(stream)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise DataError(f"Channel '{channel.name}': {name} is not valid {kind} data: {err}") from None
-        if len(part) == 0:
-            continue
-        if part.num_cols != feature_dim:
-            raise DataError(
-                f"Channel '{channel.name}': {name} has {part.num_cols} features per record but the "
-                f"hyperparameter feature_dim is {feature_dim}"
-            )
-        if part.labels is None:
-            raise DataError(f"Channel '{channel.name}': {name} has records without labels; training needs them")
-        parts.append(part)
-    if not parts:
-        raise DataError(f"Channel '{channel.name}' holds no records")
-    data = CsrData.concat(parts)
-    check_labels(data.labels, predictor_type, channel.name)
-    return data
-
-
-def check_labels(labels: np.ndarray, predictor_type: str, channel: str) -> None:
-    if not np.all(np.isfinite(labels)):
-        raise DataError(f"Channel '{channel}' has labels that are NaN or infinite")
-    if predictor_type == "binary_classifier" and not np.all((labels == 0) | (labels == 1)):
-        bad = labels[(labels != 0) & (labels != 1)][:5].tolist()
-        raise DataError(f"Channel '{channel}': binary_classifier labels must be 0 or 1, found {bad}")

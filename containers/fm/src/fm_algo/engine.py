@@ -108,12 +108,30 @@ class FMTrainer:
 
     def step(self, batch: CsrData) -> float:
         """One forward/backward/update on a batch with labels; returns the batch's summed loss."""
-        loss, rows, grads = self.gradients(batch)
-        examples = len(batch)
+        return self.synced_step(batch)[0]
+
+    def synced_step(self, batch: CsrData | None) -> tuple[float, int]:
+        """`step`, where a host without a batch (None: its share of the epoch is used up) still takes part in
+        the allreduce with nothing to add. Returns (this host's summed loss, examples of all hosts); when no
+        host had a batch (0 examples) nothing is updated: every host then knows the epoch is over."""
+        if batch is None or len(batch) == 0:
+            k = self.params["factors"].shape[1]
+            loss, rows, grads, examples = 0.0, np.zeros(0, np.int64), self._no_gradients(k), 0
+        else:
+            (loss, rows, grads), examples = self.gradients(batch), len(batch)
         if self.reducer is not None:
             rows, grads, examples = self._sum_across_hosts(rows, grads, examples)
-        self._update(rows, grads, examples)
-        return loss
+        if examples:
+            self._update(rows, grads, examples)
+        return loss, examples
+
+    @staticmethod
+    def _no_gradients(k: int) -> dict[str, np.ndarray]:
+        return {
+            "bias": np.zeros(1, np.float32),
+            "linear": np.zeros(0, np.float32),
+            "factors": np.zeros((0, k), np.float32),
+        }
 
     def _sum_across_hosts(
         self, rows: np.ndarray, grads: dict[str, np.ndarray], examples: int
