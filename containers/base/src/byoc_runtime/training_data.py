@@ -15,7 +15,7 @@ import struct
 import zlib
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from .training_env import Channel
 RECORDIO_MAGIC = struct.pack("<I", 0xCED7230A)
 HEAD_BYTES = 64  # what `kind_of` / `describe` look at
 _GZIP_CHUNK = 1 << 20
+_REPLAY_STEP = 256
 _IDX_TYPES = (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)
 
 # Declared ContentType -> the kind of bytes it promises (kind_of's names). Unknown types promise nothing.
@@ -203,7 +204,7 @@ def gunzip(raw: bytes, where: str, incomplete: Callable[[bytes], str] | None = N
     naming `where`, how many compressed bytes were read and how many bytes came out, plus
     `incomplete(what came out)`: the family's name for the first record that is cut off."""
     out: list[bytes] = []
-    produced = position = 0
+    position = 0
     while position < len(raw):
         if raw[position:].strip(b"\0") == b"":  # zero padding after the last member, as gzip(1) accepts
             break
@@ -213,17 +214,18 @@ def gunzip(raw: bytes, where: str, incomplete: Callable[[bytes], str] | None = N
             )
         member = zlib.decompressobj(wbits=31)
         read = position
-        try:
-            while read < len(raw) and not member.eof:
-                chunk = member.decompress(raw[read : read + _GZIP_CHUNK])
-                out.append(chunk)
-                produced += len(chunk)
-                read += min(_GZIP_CHUNK, len(raw) - read)
-        except zlib.error as err:
-            raise DataError(
-                f"{where} is a corrupt gzip file ({err}) within compressed bytes {read}..{read + _GZIP_CHUNK} of "
-                f"{len(raw)}, after {produced} decompressed bytes{_where_cut(incomplete, out)}"
-            ) from None
+        while read < len(raw) and not member.eof:
+            piece = raw[read : read + _GZIP_CHUNK]
+            before = member.copy()
+            try:
+                out.append(member.decompress(piece))
+            except zlib.error as err:  # replay the piece in small steps: keep what precedes the bad bytes
+                read = _replay(before, piece, read, out)
+                raise DataError(
+                    f"{where} is a corrupt gzip file ({err}) at compressed bytes {read}..{read + _REPLAY_STEP} of "
+                    f"{len(raw)}, after {sum(map(len, out))} decompressed bytes{_where_cut(incomplete, out)}"
+                ) from None
+            read += len(piece)
         if not member.eof:
             out.append(member.flush())
             raise DataError(
@@ -232,6 +234,16 @@ def gunzip(raw: bytes, where: str, incomplete: Callable[[bytes], str] | None = N
             )
         position = len(raw) - len(member.unused_data)
     return b"".join(out)
+
+
+def _replay(member: Any, piece: bytes, start: int, out: list[bytes]) -> int:
+    """Decompress `piece` again in small steps until it fails; returns the offset of the failing step."""
+    for offset in range(0, len(piece), _REPLAY_STEP):
+        try:
+            out.append(member.decompress(piece[offset : offset + _REPLAY_STEP]))
+        except zlib.error:
+            return start + offset
+    return start + len(piece)
 
 
 def _where_cut(incomplete: Callable[[bytes], str] | None, out: list[bytes]) -> str:

@@ -61,8 +61,10 @@ def train(env: TrainingEnv) -> None:
     for channel in filter(None, (train_channel, test_channel)):
         if channel.is_pipe:
             raise DataError(f"Channel '{channel.name}' uses Pipe mode; this image reads File or FastFile channels")
-    train_set = data.load_channel(train_channel.path, "train")
-    test_set = data.load_channel(test_channel.path, test_channel.name) if test_channel else None
+    train_set = data.load_channel(train_channel.path, "train", train_channel.content_type)
+    test_set = (
+        data.load_channel(test_channel.path, test_channel.name, test_channel.content_type) if test_channel else None
+    )
     class_names = _class_names(hp["class_names"], train_set, int(train_set.labels.max()) + 1)
     # Parameter servers read DMLC_* when mxnet is imported: start them before the first `import mxnet`.
     distributed.start_mxnet_parameter_servers(env)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from byoc_runtime.errors import DataError
+from byoc_runtime.training_data import HEAD_BYTES, channel_files, check_file_kind, relative_name
 from byoc_runtime.training_env import Channel
 
 
@@ -75,50 +76,69 @@ def id_column(cells: Iterable[str]) -> np.ndarray:
 
 
 def parse_ratings(text: str, source: str = "ratings") -> RatingTable:
-    """Rows of user, item, rating[, timestamp]; a header row (ratings.csv) is skipped."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
+    """Rows of user, item, rating[, timestamp]; a header row (ratings.csv) is skipped. A bad row raises
+    DataError naming `source` and its 1-based line number (blank lines count, as in an editor)."""
+    numbered = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    if not numbered:
         raise DataError(f"{source} has no rating rows")
-    sep = _separator(lines[0])
-    start = 0
-    first = lines[0].split(sep)
+    sep = _separator(numbered[0][1])
+    first = numbered[0][1].split(sep)
     if len(first) >= 3 and not _is_number(first[2].strip()):
-        start = 1  # header, e.g. userId,movieId,rating,timestamp
-    rows = [line.split(sep) for line in lines[start:]]
-    for number, row in enumerate(rows, start=start + 1):
-        if len(row) < 3:
+        numbered = numbered[1:]  # header, e.g. userId,movieId,rating,timestamp
+    if not numbered:
+        raise DataError(f"{source} has a header but no rating rows")
+    rows = [line.split(sep) for _, line in numbered]
+    widths = np.fromiter(map(len, rows), np.int64, len(rows))
+    bad = np.flatnonzero((widths < 3) | (widths != widths[0]))
+    if bad.size:
+        number, line = numbered[bad[0]]
+        shown = repr(line.strip()[:80])
+        if widths[bad[0]] < 3:
             raise DataError(
                 f"{source} line {number}: expected user, item, rating[, timestamp] separated by "
-                f"{sep or 'whitespace'!r}, got {lines[number - 1][:80]!r}"
+                f"{sep or 'whitespace'!r}, got {shown}"
             )
+        raise DataError(
+            f"{source} line {number} has {widths[bad[0]]} fields, line {numbered[0][0]} has {widths[0]} "
+            f"(separated by {sep or 'whitespace'!r}): {shown}"
+        )
+    cells = [row[2].strip() for row in rows]
     try:
-        ratings = np.array([row[2] for row in rows], dtype=np.float32)
+        ratings = np.array(cells, dtype=np.float32)
     except ValueError:
-        number = next(n for n, row in enumerate(rows, start=start + 1) if not _is_number(row[2].strip()))
-        raise DataError(f"{source} line {number}: the rating {rows[number - start - 1][2]!r} is not a number") from None
-    if not np.all(np.isfinite(ratings)):
-        raise DataError(f"{source}: ratings must be finite numbers")
-    if not rows:
-        raise DataError(f"{source} has a header but no rating rows")
+        ratings = None
+    if ratings is None or not np.all(np.isfinite(ratings)):
+        for (number, _), cell in zip(numbered, cells, strict=True):
+            if not _is_number(cell):
+                raise DataError(f"{source} line {number}: the rating {cell!r} is not a number")
+            if not np.isfinite(np.float32(cell)):
+                raise DataError(f"{source} line {number}: the rating {cell!r} is not a finite number")
     users = id_column(row[0].strip() for row in rows)
     items = id_column(row[1].strip() for row in rows)
     return RatingTable(users, items, ratings)
 
 
+READS = (
+    "mxnet-mf reads MovieLens rating text (u.data / ua.base tab-separated, ratings.dat '::'-separated, "
+    "ratings.csv): declare text/csv or no ContentType"
+)
+
+
 def channel_blobs(channel: Channel) -> list[tuple[str, bytes]]:
-    """(name, content) of every file of a channel; in Pipe mode the first epoch's stream."""
+    """(name, content) of every file of a channel (name relative to the channel); in Pipe mode the first
+    epoch's stream. A file that is not text, or whose bytes disagree with the channel's ContentType, is refused."""
     if channel.is_pipe:
-        return [(channel.pipe_path(0).name, channel.pipe_path(0).read_bytes())]
-    files = sorted(p for p in channel.path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise DataError(f"Channel '{channel.name}' has no files in {channel.path}")
-    return [(str(p.relative_to(channel.path)), p.read_bytes()) for p in files]
+        blobs = [(channel.pipe_path(0).name, channel.pipe_path(0).read_bytes())]
+    else:
+        blobs = [(relative_name(channel, p), p.read_bytes()) for p in channel_files(channel)]
+    for name, blob in blobs:
+        check_file_kind(channel.name, channel.content_type, name, blob[:HEAD_BYTES], ("text",), READS)
+    return blobs
 
 
 def read_ratings(channel: Channel) -> RatingTable:
     tables = [
-        parse_ratings(decode_text(blob), f"channel '{channel.name}' file {name}")
-        for name, blob in channel_blobs(channel)
+        parse_ratings(decode_text(blob), f"Channel '{channel.name}': {name}") for name, blob in channel_blobs(channel)
     ]
     return RatingTable.concat(tables)
 

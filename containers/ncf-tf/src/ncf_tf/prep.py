@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from byoc_runtime.errors import DataError
+from byoc_runtime.training_data import check_file_kind, read_head
 
 from .ratings import Ratings, find_ratings_file, load_labelled, parse_ratings
 
@@ -152,20 +153,40 @@ def eval_set(data: Interactions, seed: int = 0, negatives: int = EVAL_NEGATIVES)
     return EvalSet(data.test_users, candidates, labelled)
 
 
-def load_channel(directory: Path, holdout: int, min_rating: float, test_dir: Path | None = None) -> Interactions:
-    """A channel holding a MovieLens ratings file, or the course's train.npy (+ test.npy here or in test_dir)."""
+READS = ("ncf-tf reads a MovieLens ratings file (ratings.csv, ratings.dat, u.data) or the course's train.npy: "
+         "declare text/csv (ratings), application/x-npy (train.npy) or no ContentType")
+
+
+def load_channel(directory: Path, holdout: int, min_rating: float, test_dir: Path | None = None, *,
+                 channel: str = "training", content_type: str | None = None) -> Interactions:
+    """A channel holding a MovieLens ratings file, or the course's train.npy (+ test.npy here or in test_dir).
+    Errors name the channel, the file (relative to the channel) and the line or row."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")) \
+        if directory.is_dir() else []
+    if not files:
+        raise DataError(f"Channel '{channel}' is empty: no files in {directory}")
+
+    def checked(path: Path) -> str:
+        """`Channel 'training': ratings.dat`, once the file's bytes agree with the declared ContentType."""
+        root, name, declared = (directory, channel, content_type) if path.is_relative_to(directory) else \
+            (test_dir, "test", None)
+        relative = str(path.relative_to(root))
+        check_file_kind(name, declared, relative, read_head(path), ("npy", "text"), READS)
+        return f"Channel '{name}': {relative}"
+
     train_npy = _first(directory, "train.npy")
     if train_npy is not None:
         test_npy = _first(directory, "test.npy") or (_first(test_dir, "test.npy") if test_dir else None)
-        return from_labelled(load_labelled(train_npy), load_labelled(test_npy) if test_npy else None)
+        test = load_labelled(test_npy, checked(test_npy)) if test_npy else None
+        return from_labelled(load_labelled(train_npy, checked(train_npy)), test)
     ratings_file = find_ratings_file(directory)
     if ratings_file is None:
-        listing = ", ".join(sorted(p.name for p in directory.rglob("*") if p.is_file())[:10]) or "nothing"
+        listing = ", ".join(str(p.relative_to(directory)) for p in files[:10])
         raise DataError(
-            f"{directory} holds no MovieLens ratings file (ratings.csv, ratings.dat, u.data) and no train.npy; "
-            f"found: {listing}"
+            f"Channel '{channel}' holds no MovieLens ratings file (ratings.csv, ratings.dat, u.data) and no "
+            f"train.npy; found: {listing}"
         )
-    return from_ratings(parse_ratings(ratings_file.read_bytes(), ratings_file.name), holdout, min_rating)
+    return from_ratings(parse_ratings(ratings_file.read_bytes(), checked(ratings_file)), holdout, min_rating)
 
 
 def _first(directory: Path | None, name: str) -> Path | None:

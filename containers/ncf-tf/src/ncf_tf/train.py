@@ -90,7 +90,8 @@ def _load_data(env: TrainingEnv, hp: dict[str, Any]) -> tuple[prep.Interactions,
         given = ", ".join(sorted(env.channels)) or "none"
         raise DataError(f"Give the ratings in a channel named 'training' or 'train' (channels given: {given})")
     test = env.channel("test", required=False)
-    data = prep.load_channel(channel.path, hp["holdout"], hp["min_rating"], test.path if test else None)
+    data = prep.load_channel(channel.path, hp["holdout"], hp["min_rating"], test.path if test else None,
+                             channel=channel.name, content_type=channel.content_type)
     print(f"data: {data.n_users} users, {data.n_items} items, {len(data.train_users)} training interactions, "
           f"{len(data.test_users)} held out", flush=True)
     evaluation = prep.eval_set(data, hp["seed"], min(hp["eval_negatives"], max(1, data.n_items - 1)))

@@ -12,13 +12,23 @@ import numpy as np
 
 from byoc_runtime import atomic, interrupt
 from byoc_runtime.checkpoints import CheckpointStore
-from byoc_runtime.codecs import csv_codec, recordio_protobuf
+from byoc_runtime.codecs import recordio_protobuf
 from byoc_runtime.errors import DataError
 from byoc_runtime.hyperparameters import Param, validate
 from byoc_runtime.metrics import log_metric, write_metrics
+from byoc_runtime.training_data import (
+    HEAD_BYTES,
+    channel_files,
+    check_file_kind,
+    decode_utf8,
+    numeric_table,
+    recordio_problem,
+    relative_name,
+)
 from byoc_runtime.training_env import Channel, TrainingEnv
 
 CHECKPOINT_FILE = "linear.npz"
+READS = "the linear family reads text/csv (label first) or application/x-recordio-protobuf: declare the matching one"
 SPEC = {
     "l2": Param(float, 0.0, min=0.0, help="ridge penalty"),
     "epochs": Param(int, 0, min=0, max=100000, help="0 = closed form, else gradient-descent epochs"),
@@ -28,23 +38,41 @@ SPEC = {
 
 
 def read_channel(channel: Channel, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of a channel; a bad file fails naming the channel, the file and the line or record."""
     recordio = (channel.content_type or "").startswith("application/x-recordio-protobuf")
     if channel.is_pipe:
-        blobs = [channel.pipe_path(epoch).read_bytes()]
+        blobs = [(channel.pipe_path(epoch).name, channel.pipe_path(epoch).read_bytes())]
     else:
-        files = sorted(p for p in channel.path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise DataError(f"Channel '{channel.name}' has no files in {channel.path}")
-        blobs = [p.read_bytes() for p in files]
+        blobs = [(relative_name(channel, p), p.read_bytes()) for p in channel_files(channel)]
+    for name, blob in blobs:
+        check_file_kind(
+            channel.name, channel.content_type, name, blob[:HEAD_BYTES], ("recordio",) if recordio else ("text",), READS
+        )
     if recordio:
-        decoded = [recordio_protobuf.decode(b) for b in blobs]
-        x = np.vstack([d.features for d in decoded])
-        y = np.concatenate([d.labels.ravel() for d in decoded])
-        return x, y
-    try:
-        table = np.vstack([csv_codec.decode(b) for b in blobs])
-    except ValueError as err:
-        raise DataError(f"Channel '{channel.name}' is not numeric CSV with the label first: {err}") from None
+        xs, ys = [], []
+        for name, blob in blobs:
+            where = f"Channel '{channel.name}': {name}"
+            try:
+                decoded = recordio_protobuf.decode(blob)
+            except ValueError as err:
+                raise DataError(recordio_problem(where, str(err))) from None
+            if decoded.labels is None:
+                raise DataError(f"{where} has records without labels; training needs one per record")
+            xs.append(decoded.features)
+            ys.append(decoded.labels.ravel())
+        return np.vstack(xs), np.concatenate(ys)
+    tables, width = [], None
+    for name, blob in blobs:
+        where = f"Channel '{channel.name}': {name}"
+        table = numeric_table(decode_utf8(blob, where), where, columns=width, why=" (as in the channel's first file)")
+        if len(table) and table.shape[1] < 2:
+            raise DataError(f"{where} has rows of {table.shape[1]} column; the label then at least one feature needed")
+        if len(table):
+            tables.append(table)
+            width = table.shape[1]
+    if not tables:
+        raise DataError(f"Channel '{channel.name}' holds no rows")
+    table = np.vstack(tables)
     return table[:, 1:], table[:, 0]
 
 
