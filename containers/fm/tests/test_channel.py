@@ -101,8 +101,9 @@ def test_recordio_declared_as_csv_and_csv_without_a_content_type(tmp_path):
         ChannelData(channel, 4, "regressor")
     )
     channel = file_channel(tmp_path / "b", {"data.csv": b"1,2,3,4,5\n"}, content_type=None)
-    assert "declared application/x-recordio-protobuf but data.csv looks like CSV text" in failure(
-        ChannelData(channel, 4, "regressor")
+    assert failure(ChannelData(channel, 4, "regressor")).startswith(
+        "Channel 'train': data.csv looks like CSV text ('1,2,3,4,5'); fm reads application/x-recordio-protobuf "
+        "(the default when a channel declares no ContentType) or text/csv"
     )
 
 
@@ -212,7 +213,7 @@ def test_pipe_mode_reads_the_fifo_of_each_pass(tmp_path):
     data = ChannelData(Channel("train", root / "train", RECORDIO, "Pipe"), 4, "regressor")
     assert sum(map(len, data.chunks(0))) == 5 and sum(map(len, data.chunks(1))) == 7
     (root / "train_2").write_bytes(b"")
-    with pytest.raises(DataError, match="is empty: its FIFO train_2 hold"):
+    with pytest.raises(DataError, match="is empty: its FIFO train_2 holds no records"):
         list(data.chunks(2))
 
 

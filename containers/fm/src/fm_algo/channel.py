@@ -87,7 +87,7 @@ class ChannelData:
 
     def _check_kind(self, name: str, head: bytes) -> None:
         accepted = ("recordio",) if self.kind == RECORDIO else ("text",)
-        check_file_kind(self.channel.name, self.channel.content_type or RECORDIO, name, head, accepted, READS)
+        check_file_kind(self.channel.name, self.channel.content_type, name, head, accepted, READS)
 
     def _sources(self, pass_number: int) -> Iterator[tuple[str, PeekedStream]]:
         if self.channel.is_pipe:
@@ -122,8 +122,12 @@ class ChannelData:
                 stats.nnz += chunk.nnz
                 yield chunk
         if stats.records == 0:
-            where = f"its FIFO {self.channel.pipe_path(pass_number).name}" if self.channel.is_pipe else "its files"
-            raise DataError(f"Channel '{self.channel.name}' is empty: {where} hold no records")
+            what = (
+                f"its FIFO {self.channel.pipe_path(pass_number).name} holds"
+                if self.channel.is_pipe
+                else "its files hold"
+            )
+            raise DataError(f"Channel '{self.channel.name}' is empty: {what} no records")
 
     def _mine(self, number: int) -> bool:
         return self.hosts == 1 or number % self.hosts == self.rank
