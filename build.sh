@@ -41,7 +41,7 @@ all_names() { echo base mxnet tensorflow; product_families; test_families; }
 
 parent_of() {  # the base layer a family builds on, read from its Dockerfile's FRAMEWORK_IMAGE default
   local dir=$1
-  sed -n 's/^ARG FRAMEWORK_IMAGE=byoc-\([a-z]*\):.*/\1/p' "$dir/Dockerfile" | head -1
+  sed -n 's/^ARG FRAMEWORK_IMAGE=byoc-\([a-z-]*\):.*/\1/p' "$dir/Dockerfile" | head -1
 }
 
 check_docker() {

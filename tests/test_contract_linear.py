@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from bench.soak.wire import Request, send
 from byoc_runtime.checkpoints import CheckpointStore
 from byoc_runtime.codecs import recordio_protobuf
 from local.opt_ml import ChannelSpec
@@ -212,3 +214,68 @@ def test_checkpoint_then_resume_after_docker_stop(harness, image, train_csv, tmp
     second = harness.train(image, {"epochs": epoch + 5}, channels, checkpoint_dir=checkpoints)
     assert second.ok, second.logs()
     assert f"resuming from checkpoint at epoch {epoch}" in second.master.logs
+
+
+def _raw(endpoint, payload: bytes, timeout: float = 10.0) -> tuple[int | None, bytes]:
+    """Send bytes as they are on a new connection; (status, body) of the answer, or (None, b"") if none."""
+    host, port = endpoint.url.removeprefix("http://").rsplit(":", 1)
+    outcome = send(Request("raw", payload, None, mode="raw"), host, int(port), timeout)
+    return outcome.status, outcome.body
+
+
+def test_malformed_requests_that_gunicorn_refuses_are_json(endpoint):
+    for payload, status in [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\nContent-Length: 0\r\n\r\n", 431),
+    ]:
+        answer = _raw(endpoint, payload)
+        assert answer[0] == status and set(json.loads(answer[1])) == {"error", "error_type"}, answer
+    assert endpoint.ping().status_code == 200
+
+
+def test_clients_trickling_their_headers_get_408_and_hold_nobody_up(harness, image, trained):
+    # More trickling clients than the server has request threads (2 workers x 4): gunicorn's gthread worker
+    # alone gives each a thread until its head is complete (this test fails with BYOC_WORKER_CLASS set to it).
+    env = {"BYOC_REQUEST_HEADER_TIMEOUT": "3", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}
+    with harness.serve(image, trained.model_archive, environment=env) as endpoint:
+        host, port = endpoint.url.removeprefix("http://").rsplit(":", 1)
+        slow = Request("slow", b"[[1, 0, 0]]", "application/json", mode="trickle")
+        outcomes: list = []
+        threads = [threading.Thread(target=lambda: outcomes.append(send(slow, host, int(port), 30))) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # every slow client has sent its first bytes and holds a thread, or waits for one
+        started = time.perf_counter()
+        answer = endpoint.invoke("[[0, 0, 1]]", timeout=10)
+        # Answered once the slow clients' 3 s are up (without deadlines: when the last of them is done, ~30 s).
+        assert answer.status_code == 200 and time.perf_counter() - started < 3.5
+        for thread in threads:
+            thread.join(30)
+        assert len(outcomes) == 12
+        for outcome in outcomes:  # cut off after the head timeout: a 408 answer, or the connection closed
+            assert outcome.ended - outcome.started < 3 + 2.5, outcome
+            assert outcome.status in (408, None), outcome
+
+
+def test_sigterm_answers_every_request_already_sent(harness, image, trained):
+    endpoint = harness.start_endpoint(image, trained.model_archive)
+    host, port = endpoint.url.removeprefix("http://").rsplit(":", 1)
+    request = Request("good", _npy(np.random.default_rng(3).normal(size=(20000, 3))), "application/x-npy")
+    outcomes: list = []
+    threads = [threading.Thread(target=lambda: outcomes.append(send(request, host, int(port), 20))) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.02)  # all sent or being sent; most not yet answered
+    started = time.perf_counter()
+    endpoint.container.kill(signal="SIGTERM")
+    code = endpoint.container.wait(timeout=40)["StatusCode"]
+    seconds = time.perf_counter() - started
+    for thread in threads:
+        thread.join(20)
+    harness.stop_endpoint(endpoint, timeout=1)
+    assert code == 0 and seconds < 10, (code, seconds)
+    statuses = sorted(str(o.status or o.error) for o in outcomes)
+    # A client whose connection the kernel had not even accepted when the listeners closed is refused
+    # outright (nothing was received, nothing is lost); every request that reached the server is answered.
+    assert all(s == "200" or "Connection refused" in s for s in statuses), statuses
+    assert statuses.count("200") >= 1

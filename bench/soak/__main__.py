@@ -44,6 +44,7 @@ from .compare import same_answer
 from .wire import Outcome, Request, send
 
 STOP_LIMIT_SECONDS = 30  # SageMaker sends SIGKILL 30 s after SIGTERM
+RECOVERY_GRACE_SECONDS = 10  # a kill closer than this to the final SIGTERM may not see its replacement ready
 TRACEBACK = "Traceback (most recent call last)"
 
 
@@ -239,7 +240,8 @@ def _log_time(line: str) -> float | None:
 
 
 def recoveries(run: Run) -> list[float | None]:
-    """Seconds from each kill until its replacement worker had loaded the model (its 'model loaded' line)."""
+    """Seconds from each kill until its replacement worker had loaded the model (its 'model loaded' line);
+    None where it never did. Kills too close to the final SIGTERM to judge are left out."""
     loaded: dict[int, float] = {}
     for line in run.logs.splitlines():
         if "model loaded" in line:
@@ -250,7 +252,10 @@ def recoveries(run: Run) -> list[float | None]:
     found = []
     for kill in run.kills:
         inner = run.names.get(kill.replaced_by) if kill.replaced_by else None
-        found.append(loaded[inner] - kill.wall if inner in loaded else None)
+        if inner in loaded:
+            found.append(loaded[inner] - kill.wall)
+        elif run.sigterm_at is None or run.sigterm_at - kill.monotonic > RECOVERY_GRACE_SECONDS:
+            found.append(None)
     return found
 
 

@@ -6,9 +6,13 @@ clients needs and gthread lacks.
    now and then) holds that thread for ever, and a handful of such clients stall the worker; a SIGTERM then
    waits for them for the whole graceful timeout. Here the request head must arrive within
    BYOC_REQUEST_HEADER_TIMEOUT seconds (default 10; the answer is a 408), the body within
-   BYOC_REQUEST_BODY_TIMEOUT (default 60, SageMaker's invocation timeout); a stopping worker closes a
-   connection still sending its head at once (503) instead of waiting for it.
-2. JSON error bodies for the requests gunicorn refuses itself (malformed request line or headers, headers
+   BYOC_REQUEST_BODY_TIMEOUT (default 60, SageMaker's invocation timeout).
+2. A stop that loses nothing. On SIGTERM gthread leaves its loop at once: connections it has accepted whose
+   request has not been read yet are closed unanswered, and those still in the listen backlog are reset.
+   Here a stopping worker first accepts what is in the backlog, stops listening, answers every request it
+   has (a connection's request head gets STOP_HEAD_GRACE seconds more to arrive, then a 503), closes idle
+   kept-alive connections, and only then exits (within gunicorn's graceful timeout in any case).
+3. JSON error bodies for the requests gunicorn refuses itself (malformed request line or headers, headers
    too large), like every other error of ours; gunicorn writes HTML, and logs each at WARNING.
 """
 
@@ -17,8 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import selectors
 import socket
 import time
+from functools import partial
 
 from gunicorn.http import errors as http_errors
 from gunicorn.workers import gthread
@@ -27,6 +33,7 @@ log = logging.getLogger(__name__)
 HEADER_TIMEOUT = float(os.environ.get("BYOC_REQUEST_HEADER_TIMEOUT") or 10)
 BODY_TIMEOUT = float(os.environ.get("BYOC_REQUEST_BODY_TIMEOUT") or 60)
 SLICE = 0.5  # seconds a read blocks at most before it looks at the deadline and at shutdown again
+STOP_HEAD_GRACE = 1.0  # seconds a stopping worker still waits for a request head that has not arrived
 HEAD_END = b"\r\n\r\n"
 
 
@@ -45,17 +52,28 @@ class DeadlineSocket:
 
     def __init__(self, sock: socket.socket, worker: ThreadWorker):
         self._sock, self._worker = sock, worker
-        self.start_request()
-
-    def start_request(self) -> None:
+        self._requests = 0
+        # The first head's clock starts when its first bytes arrive, not when a thread gets to it: clients
+        # queued behind slow ones must not each get a fresh allowance.
         self._in_head, self._tail = True, b""
         self._deadline = time.monotonic() + HEADER_TIMEOUT
 
+    def start_request(self) -> None:
+        """A thread starts reading a request of this connection; a kept-alive connection's next one gets its
+        own deadline."""
+        if self._requests:
+            self._in_head, self._tail = True, b""
+            self._deadline = time.monotonic() + HEADER_TIMEOUT
+        self._requests += 1
+
     def recv(self, size: int, *flags: int) -> bytes:
         while True:
-            stopping = not self._worker.alive
-            remaining = self._deadline - time.monotonic()
-            if self._in_head and (remaining <= 0 or stopping):
+            stopping = self._worker.stopping_since is not None
+            deadline = self._deadline
+            if self._in_head and stopping:
+                deadline = min(deadline, self._worker.stopping_since + STOP_HEAD_GRACE)
+            remaining = deadline - time.monotonic()
+            if self._in_head and remaining <= 0:
                 return self._refuse_head(stopping)
             if remaining <= 0:
                 log.info("closed a connection that sent its request body too slowly (over %.0f s)", BODY_TIMEOUT)
@@ -92,6 +110,74 @@ class DeadlineSocket:
 
 
 class ThreadWorker(gthread.ThreadWorker):
+    stopping_since: float | None = None
+
+    def handle_exit(self, sig, frame) -> None:
+        # gthread's would set alive = False and drop what it has accepted; drain it first (murder_keepalived,
+        # called on every turn of gthread's loop, does that and ends the loop when nothing is left).
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
+
+    def murder_keepalived(self) -> None:
+        if self.stopping_since is not None:
+            self._drain()
+        super().murder_keepalived()
+
+    def _drain(self) -> None:
+        now = time.monotonic()
+        if self.sockets and self.sockets[0].sock is not None:
+            self._stop_listening()
+        for conn in list(self._keep):  # idle kept-alive connections: close them on this turn
+            conn.timeout = 0
+        waiting = self._waiting_connections()
+        for conn in waiting:
+            if now - self.stopping_since > STOP_HEAD_GRACE:
+                self._close_waiting(conn)
+        if (not self.futures and not waiting) or now - self.stopping_since > self.cfg.graceful_timeout:
+            self.alive = False
+
+    def _stop_listening(self) -> None:
+        """Take over what the backlog holds (those clients are already waiting), then close the listeners:
+        later connections are refused at once rather than accepted and dropped."""
+        for listener in self.sockets:
+            server = listener.getsockname()
+            while True:
+                try:
+                    sock, client = listener.accept()
+                except (BlockingIOError, InterruptedError, OSError):
+                    break
+                conn = gthread.TConn(self.cfg, sock, client, server)
+                self.nr_conns += 1
+                with self._lock:
+                    self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+            with self._lock:
+                try:
+                    self.poller.unregister(listener)
+                except (KeyError, ValueError):
+                    pass
+            listener.close()
+
+    def _waiting_connections(self) -> list:
+        """Accepted connections whose first request has not arrived yet (registered, not kept-alive ones)."""
+        found = []
+        with self._lock:
+            for key in list(self.poller.get_map().values()):
+                callback = key.data
+                if isinstance(callback, partial) and callback.func == self.on_client_socket_readable:
+                    conn = callback.args[0]
+                    if not conn.initialized:
+                        found.append(conn)
+        return found
+
+    def _close_waiting(self, conn) -> None:
+        with self._lock:
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError):
+                return
+        self.nr_conns -= 1
+        conn.close()
+
     def enqueue_req(self, conn) -> None:
         if not isinstance(conn.sock, DeadlineSocket):  # before init(): the parser must read through it
             conn.sock = DeadlineSocket(conn.sock, self)
