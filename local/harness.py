@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ class HostResult:
     exit_code: int
     logs: str
     tree: OptMlTree
+    finished_at: float | None = None  # when its container exited (seconds since the epoch)
 
     @property
     def failure(self) -> str | None:
@@ -127,9 +128,12 @@ class Harness:
         job_name: str | None = None,
         on_started: Any = None,
         container_options: Mapping[str, Any] | None = None,
+        absent_hosts: Sequence[str] = (),
     ) -> TrainingResult:
         """Run `train` on `instance_count` hosts. `container_options` go to docker-py's containers.create for
-        every host (e.g. mem_limit="1g", or tmpfs={"/opt/ml/model": "size=64k"} for a full disk)."""
+        every host (e.g. mem_limit="1g", or tmpfs={"/opt/ml/model": "size=64k"} for a full disk). Hosts in
+        `absent_hosts` are in every host's resourceconfig.json but never start (a peer that never comes up);
+        the result lists the hosts that ran."""
         job = job_name or f"job-{uuid.uuid4().hex[:8]}"
         hosts = [f"algo-{i + 1}" for i in range(instance_count)]
         specs = {name: ChannelSpec.of(spec) for name, spec in (channels or {}).items()}
@@ -142,6 +146,8 @@ class Harness:
         started = time.perf_counter()
         try:
             for tree in trees:
+                if tree.current_host in absent_hosts:
+                    continue
                 feeders += tree.start_pipe_feeders(stop_feeding)
                 containers.append(
                     self._start_training_container(image, tree, job, network, environment, gpus, container_options)
@@ -149,9 +155,10 @@ class Harness:
             if on_started is not None:
                 on_started(containers)
             exit_codes = [self._wait(c, timeout) for c in containers]
+            present = [tree for tree in trees if tree.current_host not in absent_hosts]
             results = [
-                HostResult(tree.current_host, code, c.logs().decode("utf-8", "replace"), tree)
-                for tree, c, code in zip(trees, containers, exit_codes, strict=True)
+                HostResult(tree.current_host, code, c.logs().decode("utf-8", "replace"), tree, _finished_at(c))
+                for tree, c, code in zip(present, containers, exit_codes, strict=True)
             ]
         finally:
             stop_feeding.set()
@@ -163,7 +170,7 @@ class Harness:
                     network.remove()
         seconds = time.perf_counter() - started
         archive = None
-        if results[0].exit_code == 0:
+        if results[0].exit_code == 0 and results[0].host == hosts[0]:
             archive = trees[0].archive_model(self.workdir / job / "output" / "model.tar.gz")
         return TrainingResult(results, archive, seconds)
 
@@ -309,6 +316,18 @@ class Harness:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _finished_at(container) -> float | None:
+    """The moment a container exited, from docker's FinishedAt (RFC 3339 with nanoseconds)."""
+    import datetime
+
+    try:
+        container.reload()
+        stamp = container.attrs["State"]["FinishedAt"]
+        return datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+    except (docker.errors.APIError, KeyError, ValueError):
+        return None
 
 
 def _make_readable(root: Path) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 
 from .errors import TrainingError
+from .peers import startup_timeout
 from .training_env import TrainingEnv
 
 log = logging.getLogger(__name__)
@@ -22,9 +24,10 @@ PS_ROOT_PORT = 9091
 TF_PORT = 2222
 
 
-def resolve_ip(host: str, timeout: float = 300.0) -> str:
+def resolve_ip(host: str, timeout: float | None = None) -> str:
     """ps-lite's scheduler must bind an IP address; a hostname fails with 'bind failed'. DNS for the
-    other hosts may lag the container start, so retry until it resolves."""
+    other hosts may lag the container start, so retry until it resolves (BYOC_STARTUP_TIMEOUT)."""
+    timeout = startup_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -32,7 +35,8 @@ def resolve_ip(host: str, timeout: float = 300.0) -> str:
         except socket.gaierror:
             if time.monotonic() > deadline:
                 raise TrainingError(
-                    f"Host '{host}' of the training cluster did not resolve within {timeout:.0f} s"
+                    f"Host {host} of the training cluster did not come up within {timeout:g} s "
+                    "(BYOC_STARTUP_TIMEOUT): its name never resolved"
                 ) from None
             time.sleep(1)
 
@@ -96,6 +100,28 @@ def tf_config(env: TrainingEnv, port: int = TF_PORT, parameter_servers: bool = F
     }
     task = {"type": "chief", "index": 0} if env.is_master else {"type": "worker", "index": env.host_rank - 1}
     return {"cluster": {k: v for k, v in cluster.items() if v}, "task": task}
+
+
+_TF_TASK = re.compile(r"/job:(?P<job>chief|worker|ps)(?:/replica:\d+)?/task:(?P<index>\d+)")
+
+
+def host_of_tf_task(message: str, config: dict | None = None) -> tuple[str, str] | None:
+    """(host, task) for the first TensorFlow task a message names (/job:worker/replica:0/task:1), from
+    TF_CONFIG: TensorFlow's errors about a lost peer name the task, users know the host (algo-2)."""
+    if config is None:
+        try:
+            config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        except ValueError:
+            return None
+    for match in _TF_TASK.finditer(message):
+        addresses = config.get("cluster", {}).get(match["job"], [])
+        index = int(match["index"])
+        if index < len(addresses):
+            task = f"/job:{match['job']}/task:{index}"
+            if config.get("task", {}).get("type") == match["job"] and config["task"].get("index") == index:
+                continue  # this host's own task
+            return addresses[index].rsplit(":", 1)[0], task
+    return None
 
 
 def export_tf_config(env: TrainingEnv, **kwargs) -> dict | None:

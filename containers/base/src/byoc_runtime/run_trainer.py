@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import sys
 import traceback
 
 from . import interrupt
+from .distributed import host_of_tf_task
 from .errors import TrainingError
 from .failure import disk_full_reason, write_failure
 from .training_env import TrainingEnv
@@ -37,12 +39,31 @@ def run(spec: str) -> int:
         if disk_full is not None:
             write_failure(disk_full)
             return 1
+        peer = host_of_tf_task(str(err))
+        if peer is not None:  # a collective operation lost a peer: say which host, not which TensorFlow task
+            write_failure(
+                f"Lost contact with host {peer[0]} of the training cluster (TensorFlow task {peer[1]}): "
+                f"{type(err).__name__}: {_peer_error_summary(str(err))}",
+                traceback.format_exc(),
+            )
+            return 1
         write_failure(f"Training failed: {type(err).__name__}: {err}", traceback.format_exc())
         return 1
     if interrupt.requested():
         write_failure("Training was stopped by SIGTERM before it finished (a checkpoint was saved)")
         return 143
     return 0
+
+
+_PEER_WORDS = ("unhealthy", "heartbeat", "socket closed", "connection reset", "failed to connect", "unavailable")
+
+
+def _peer_error_summary(message: str) -> str:
+    """The line of a TensorFlow collective error that says what happened to the peer (its messages start with
+    the graph node and a stack of frames), without the 'Error reported from /job:...:' preamble."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    line = next((x for x in lines if any(w in x.lower() for w in _PEER_WORDS)), lines[0] if lines else "")
+    return re.sub(r"^.*Error reported from /job:\w+(/replica:\d+)?/task:\d+:\s*", "", line)[:300]
 
 
 if __name__ == "__main__":

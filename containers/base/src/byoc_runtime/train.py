@@ -3,7 +3,9 @@
 A supervisor around the training code: it reads the job config once, exports SM_*, runs the family's
 trainer (BYOC_TRAIN=module:function) or the user's script (script mode; BYOC_SCRIPT_ADAPTER=module:function
 lets a family run it its own way) as a child process group,
-forwards SIGTERM/SIGINT to it, and makes sure every failure leaves /opt/ml/output/failure behind.
+forwards SIGTERM/SIGINT to it, and makes sure every failure leaves /opt/ml/output/failure behind. In a
+multi-host job it also exchanges heartbeats with the other hosts (peers.py) and stops the trainer when a host
+is lost, fails or never comes up, with a failure naming that host.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from collections.abc import Sequence
 from .errors import TrainingError
 from .failure import failure_written, write_failure
 from .paths import SageMakerPaths
+from .peers import PeerWatch, Timeouts
 from .training_env import TrainingEnv
 from .user_code import install_requirements, materialize, script_command
 
 log = logging.getLogger("byoc_runtime.train")
 STDERR_TAIL_LINES = 30
+STOP_GRACE_SECONDS = 5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_failure(f"Could not start training: {type(err).__name__}: {err}", traceback.format_exc(), paths)
         return 1
     log.info("running %s", what)
-    return _supervise(command, what, paths)
+    return _supervise(command, what, paths, env)
 
 
 def print_help() -> int:
@@ -87,9 +91,19 @@ def _command(env: TrainingEnv) -> tuple[list[str], str]:
     return [sys.executable, "-m", "byoc_runtime.run_trainer", trainer], f"the trainer {trainer}"
 
 
-def _supervise(command: list[str], what: str, paths: SageMakerPaths) -> int:
+def _supervise(command: list[str], what: str, paths: SageMakerPaths, env: TrainingEnv | None = None) -> int:
+    problems: list[str] = []  # a peer host lost, failed or never up (peers.py): the job's failure, whatever else
+    running: dict[str, subprocess.Popen] = {}
+    try:
+        watch = _watch_peers(env, lambda reason: (problems.append(reason), _stop(running.get("child"))))
+    except TrainingError as err:
+        write_failure(str(err), paths=paths)
+        return 1
     # Own process group, so SIGTERM reaches helpers the trainer starts (parameter servers, workers).
     child = subprocess.Popen(command, stderr=subprocess.PIPE, process_group=0)
+    running["child"] = child
+    if problems:  # the watch found a problem before the trainer had started
+        _stop(child)
     tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
     reader = threading.Thread(target=_tee, args=(child.stderr, tail), daemon=True)
     reader.start()
@@ -107,12 +121,56 @@ def _supervise(command: list[str], what: str, paths: SageMakerPaths) -> int:
         signal.signal(sig, forward)
     returncode = child.wait()
     reader.join(timeout=5)
-    if returncode == 0:
+    if problems:
+        write_failure(problems[0], "Last lines of stderr:\n" + "\n".join(tail), paths)
+        returncode = 1
+    elif returncode == 0:
         log.info("training finished")
-        return 0
-    if not failure_written(paths):
+    elif not failure_written(paths):
         _report(returncode, what, list(tail), stopped_by, paths)
+    if watch is not None:  # let the peers see how this host ended before the container goes
+        watch.finish(returncode == 0, _first_line(paths.failure_file) if returncode else "")
+    if returncode == 0:
+        return 0
     return returncode if returncode > 0 else 128 - returncode
+
+
+def _watch_peers(env: TrainingEnv | None, on_problem) -> PeerWatch | None:
+    """Heartbeats with the other hosts of a multi-host job (peers.py); None on one host."""
+    if env is None or len(env.hosts) < 2:
+        return None
+    timeouts = Timeouts.from_env()
+    try:
+        return PeerWatch(env.hosts, env.current_host, timeouts, on_problem=on_problem).start()
+    except OSError as err:
+        raise TrainingError(
+            f"Could not listen for the other hosts' heartbeats on port {timeouts.port}: {err} "
+            "(choose another with BYOC_HEARTBEAT_PORT)"
+        ) from None
+
+
+def _stop(child: subprocess.Popen | None) -> None:
+    """Stop the trainer's process group: SIGTERM, then SIGKILL: a trainer blocked in a collective operation
+    (MXNet's kvstore waiting for a dead peer) never returns to Python to act on SIGTERM."""
+    if child is None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(timeout=STOP_GRACE_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            log.warning("the trainer did not stop within %d s of SIGTERM; killing it", STOP_GRACE_SECONDS)
+
+
+def _first_line(path) -> str:
+    try:
+        return path.read_text().strip().splitlines()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _tee(stream, tail: collections.deque[str]) -> None:

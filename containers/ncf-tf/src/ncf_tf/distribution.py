@@ -20,7 +20,6 @@ from byoc_runtime import distributed
 from byoc_runtime.errors import TrainingError
 from byoc_runtime.training_env import TrainingEnv
 
-CHIEF_APPEAR_TIMEOUT = 600.0  # seconds a worker/ps waits for the chief to come up
 CHIEF_GONE_CHECKS = 3  # consecutive refused connections that mean the chief has finished
 
 
@@ -68,8 +67,10 @@ def stop(children: list[subprocess.Popen]) -> None:
         child.wait(timeout=30)
 
 
-def chief_done(address: str, appear_timeout: float = CHIEF_APPEAR_TIMEOUT, poll: float = 1.0) -> None:
-    """Block until the chief at host:port has been reachable and then refuses connections."""
+def chief_done(address: str, appear_timeout: float | None = None, poll: float = 1.0) -> None:
+    """Block until the chief at host:port has been reachable and then refuses connections. It must come up
+    within BYOC_STARTUP_TIMEOUT."""
+    appear_timeout = distributed.startup_timeout() if appear_timeout is None else appear_timeout
     host, port = address.rsplit(":", 1)
     seen, gone, deadline = False, 0, time.monotonic() + appear_timeout
     while True:
