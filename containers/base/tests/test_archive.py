@@ -68,3 +68,29 @@ def test_refuses_devices(tmp_path):
     archive = make_tar(tmp_path / "dev.tar.gz", [(info, None)])
     with pytest.raises(UnsafeArchiveError, match="device"):
         safe_extract(archive, tmp_path / "target")
+
+
+def test_an_archive_that_expands_past_the_limit_is_refused_before_writing(tmp_path):
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz") as tar:  # 64 MiB of zeros: a few KiB compressed
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = 64 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(UnsafeArchiveError, match="expands to more than 1048576 bytes"):
+        safe_extract(bomb, tmp_path / "out", max_bytes=1 << 20)
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_an_archive_with_too_many_members_is_refused(tmp_path):
+    archive = make_tar(tmp_path / "many.tar.gz", [file_member(f"f{i}") for i in range(20)])
+    with pytest.raises(UnsafeArchiveError, match="more than 10 members"):
+        safe_extract(archive, tmp_path / "out", max_members=10)
+    assert safe_extract(archive, tmp_path / "ok", max_members=20)
+
+
+def test_the_limits_come_from_the_environment(tmp_path, monkeypatch):
+    archive = make_tar(tmp_path / "a.tar.gz", [file_member("big", b"x" * 1000)])
+    monkeypatch.setenv("BYOC_MAX_EXTRACT_BYTES", "999")
+    with pytest.raises(UnsafeArchiveError, match="BYOC_MAX_EXTRACT_BYTES"):
+        safe_extract(archive, tmp_path / "out")

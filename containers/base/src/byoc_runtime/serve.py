@@ -12,12 +12,13 @@ import os
 import pwd
 import shutil
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
-from .archive import safe_extract
+from .archive import UnsafeArchiveError, safe_extract
 from .serving_settings import ServingSettings
 
 log = logging.getLogger("byoc_runtime.serve")
@@ -90,7 +91,11 @@ def main() -> int:
     # The pid tells the workers apart (gunicorn's own lines carry it too).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     settings = ServingSettings.from_env()
-    model_dir = unpack_model_archive(settings.model_dir) if settings.model_dir.is_dir() else settings.model_dir
+    try:
+        model_dir = unpack_model_archive(settings.model_dir) if settings.model_dir.is_dir() else settings.model_dir
+    except (UnsafeArchiveError, tarfile.TarError, OSError) as err:
+        log.error("cannot serve: %s/model.tar.gz could not be unpacked: %s", settings.model_dir, err)
+        return 1
     if model_dir != settings.model_dir:
         os.environ["SM_MODEL_DIR"] = str(model_dir)
         if settings.user and os.geteuid() == 0:
