@@ -419,11 +419,33 @@ def report(image: str, family: str, verdict: dict) -> None:
 
 
 def save_result(image: str, verdict: dict, command: str, name: str) -> Path:
+    """Append this run to bench/results/<name>.json (every run of an image is kept) and rewrite the table of all
+    runs in bench/results/<name>.md."""
     path = RESULTS / f"{name}.json"
     RESULTS.mkdir(exist_ok=True)
     saved = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    saved["runs"][image] = {"command": command, "machine": machine_info(), **verdict}
+    saved["runs"].setdefault(image, []).append({"command": command, "machine": machine_info(), **verdict})
     path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    columns = [
+        ("requests", "requests"), ("good_correct", "good right"), ("wrong_answers", "wrong"),
+        ("bad_5xx", "5xx for bad"), ("good_failed_in_flight_on_killed_worker", "good lost on a killed worker"),
+        ("good_failed_other", "good failed, other"), ("good_lost_at_sigterm", "lost at SIGTERM"),
+        ("tracebacks", "tracebacks"), ("kills", "workers killed"), ("slowest_recovery_s", "slowest recovery s"),
+        ("slow_clients_cut_off", "slow clients cut off"), ("exit_code", "exit"), ("stop_seconds", "stop s"),
+        ("requests_per_second", "req/s"), ("passed", "passed"),
+    ]  # fmt: skip
+    rows = [
+        [image, run["machine"]["date"], *[run["summary"].get(key) for key, _ in columns]]
+        for image, runs in sorted(saved["runs"].items())
+        for run in runs
+    ]
+    commands = sorted({run["command"] for runs in saved["runs"].values() for run in runs})
+    machine = next(iter(saved["runs"].values()))[-1]["machine"]
+    table = markdown_table(["image", "date", *[title for _, title in columns]], rows)
+    (RESULTS / f"{name}.md").write_text(
+        f"# {name}\n\nMachine: {machine['cores']} cores, {machine['cpu']}, {machine['memory_gb']} GB, docker "
+        f"{machine['docker']}.\nCommands: {'; '.join(f'`{c}`' for c in commands)}\n\n{table}\n"
+    )
     return path
 
 

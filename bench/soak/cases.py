@@ -109,8 +109,11 @@ def generic_bad(template: Request) -> list[Request]:
         Request("bad: chunked body over the size limit", b"1," * (MAX_PAYLOAD // 2 + 1), CSV, mode="chunked"),
         Request("bad: body cut off mid-stream", template.body * 50, template.content_type, mode="cut-off"),
         Request("bad: malformed request line", b"GARBAGE\r\n\r\n", mode="raw"),
-        Request("bad: 20 KB header", b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000
-                + b"\r\nContent-Length: 0\r\n\r\n", mode="raw"),  # fmt: skip
+        Request(
+            "bad: 20 KB header",
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\nContent-Length: 0\r\n\r\n",
+            mode="raw",
+        ),  # fmt: skip
         Request("bad: GET /invocations", b"", None, method="GET"),
         Request("bad: POST /ping", b"{}", JSON, path="/ping"),
         Request("bad: unknown path", b"{}", JSON, path="/predict"),
