@@ -48,14 +48,27 @@ _DECLARED = {
 # ---------------------------------------------------------------------------------------------- files
 
 
-def channel_files(channel: Channel) -> list[Path]:
-    """The channel's files, sorted, hidden ones skipped; DataError when there are none."""
-    if not channel.path.is_dir():
-        raise DataError(f"Channel '{channel.name}' is empty: {channel.path} does not exist")
-    files = sorted(p for p in channel.path.rglob("*") if p.is_file() and not p.name.startswith("."))
+def directory_files(directory: Path, channel: str) -> list[Path]:
+    """The files of channel `channel` in `directory`, sorted, hidden ones skipped; DataError when none."""
+    if not directory.is_dir():
+        raise DataError(f"Channel '{channel}' is empty: {directory} does not exist")
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
-        raise DataError(f"Channel '{channel.name}' is empty: no files in {channel.path}")
+        raise DataError(f"Channel '{channel}' is empty: no files in {directory}")
     return files
+
+
+def channel_files(channel: Channel) -> list[Path]:
+    """The channel's files (see directory_files)."""
+    return directory_files(channel.path, channel.name)
+
+
+def channel_blobs(channel: Channel, pass_number: int = 0) -> list[tuple[str, bytes]]:
+    """(name, content) of every file of a channel, named relative to it; in Pipe mode the FIFO of the pass."""
+    if channel.is_pipe:
+        fifo = channel.pipe_path(pass_number)
+        return [(fifo.name, fifo.read_bytes())]
+    return [(relative_name(channel, path), path.read_bytes()) for path in channel_files(channel)]
 
 
 def relative_name(channel: Channel, path: Path) -> str:

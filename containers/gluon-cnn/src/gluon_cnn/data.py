@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from byoc_runtime.errors import DataError
-from byoc_runtime.training_data import check_file_kind, describe, gunzip, npy_problem, read_head
+from byoc_runtime.training_data import check_file_kind, describe, directory_files, gunzip, npy_problem, read_head
 
 from . import images
 
@@ -86,9 +86,7 @@ _KINDS = {"idx": ("idx", "gzip"), "arrays": ("npy", "zip"), "images": ("png", "j
 def load_channel(path: Path, name: str = "train", content_type: str | None = None) -> Dataset:
     """The data set in a channel directory; the format is recognised from the files present. Errors name the
     channel and the file (relative to the channel directory)."""
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else []
-    if not files:
-        raise DataError(f"Channel '{name}' is empty: no files in {path}")
+    files = directory_files(path, name)
     idx = [p for p in files if _IDX_NAME.match(p.name)]
     arrays = [p for p in files if p.suffix in (".npz", ".npy")]
     pictures = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.parent != path]

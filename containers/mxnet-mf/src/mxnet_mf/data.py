@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from byoc_runtime import training_data
 from byoc_runtime.errors import DataError
-from byoc_runtime.training_data import HEAD_BYTES, channel_files, check_file_kind, relative_name
+from byoc_runtime.training_data import HEAD_BYTES, check_file_kind
 from byoc_runtime.training_env import Channel
 
 
@@ -127,10 +128,7 @@ READS = (
 def channel_blobs(channel: Channel) -> list[tuple[str, bytes]]:
     """(name, content) of every file of a channel (name relative to the channel); in Pipe mode the first
     epoch's stream. A file that is not text, or whose bytes disagree with the channel's ContentType, is refused."""
-    if channel.is_pipe:
-        blobs = [(channel.pipe_path(0).name, channel.pipe_path(0).read_bytes())]
-    else:
-        blobs = [(relative_name(channel, p), p.read_bytes()) for p in channel_files(channel)]
+    blobs = training_data.channel_blobs(channel)
     for name, blob in blobs:
         check_file_kind(channel.name, channel.content_type, name, blob[:HEAD_BYTES], ("text",), READS)
     return blobs

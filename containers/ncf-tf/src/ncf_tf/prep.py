@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from byoc_runtime.errors import DataError
-from byoc_runtime.training_data import check_file_kind, read_head
+from byoc_runtime.training_data import check_file_kind, directory_files, read_head
 
 from .ratings import Ratings, find_ratings_file, load_labelled, parse_ratings
 
@@ -161,10 +161,7 @@ def load_channel(directory: Path, holdout: int, min_rating: float, test_dir: Pat
                  channel: str = "training", content_type: str | None = None) -> Interactions:
     """A channel holding a MovieLens ratings file, or the course's train.npy (+ test.npy here or in test_dir).
     Errors name the channel, the file (relative to the channel) and the line or row."""
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")) \
-        if directory.is_dir() else []
-    if not files:
-        raise DataError(f"Channel '{channel}' is empty: no files in {directory}")
+    files = directory_files(directory, channel)
 
     def checked(path: Path) -> str:
         """`Channel 'training': ratings.dat`, once the file's bytes agree with the declared ContentType."""

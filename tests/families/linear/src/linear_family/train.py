@@ -18,12 +18,11 @@ from byoc_runtime.hyperparameters import Param, validate
 from byoc_runtime.metrics import log_metric, write_metrics
 from byoc_runtime.training_data import (
     HEAD_BYTES,
-    channel_files,
+    channel_blobs,
     check_file_kind,
     decode_utf8,
     numeric_table,
     recordio_problem,
-    relative_name,
 )
 from byoc_runtime.training_env import Channel, TrainingEnv
 
@@ -40,10 +39,7 @@ SPEC = {
 def read_channel(channel: Channel, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels of a channel; a bad file fails naming the channel, the file and the line or record."""
     recordio = (channel.content_type or "").startswith("application/x-recordio-protobuf")
-    if channel.is_pipe:
-        blobs = [(channel.pipe_path(epoch).name, channel.pipe_path(epoch).read_bytes())]
-    else:
-        blobs = [(relative_name(channel, p), p.read_bytes()) for p in channel_files(channel)]
+    blobs = channel_blobs(channel, epoch)
     for name, blob in blobs:
         check_file_kind(
             channel.name, channel.content_type, name, blob[:HEAD_BYTES], ("recordio",) if recordio else ("text",), READS
