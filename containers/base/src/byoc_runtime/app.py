@@ -9,8 +9,8 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from . import handlers as handler_registry
-from .errors import InvocationError, ModelNotReady, PayloadTooLarge
-from .invocation import error_response, invoke
+from .errors import InvocationError, ModelNotReady
+from .invocation import error_response, invoke, payload_too_large
 from .model_holder import ModelHolder
 from .serving_settings import ServingSettings
 
@@ -60,12 +60,7 @@ def create_app(
         # see its connection reset, not our 413.
         drained = _drain(request.stream, DRAIN_FACTOR * settings.max_payload_bytes)
         size = f"{length} bytes" if length is not None else f"over {settings.max_payload_bytes} bytes"
-        response = json_error(
-            PayloadTooLarge(
-                f"The request body is {size}; the limit is {settings.max_payload_bytes} bytes "
-                "(SAGEMAKER_MAX_PAYLOAD_IN_MB)"
-            )
-        )
+        response = json_error(payload_too_large(size, settings.max_payload_bytes))
         if not drained:
             response.headers["Connection"] = "close"
         return response

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 JSON = codecs.JSON
 
 
+def payload_too_large(size: str, limit: int) -> PayloadTooLarge:
+    """The 413 of a body over SAGEMAKER_MAX_PAYLOAD_IN_MB; `size` as known ("7340032 bytes", "over ...")."""
+    return PayloadTooLarge(f"The request body is {size}; the limit is {limit} bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+
+
 def error_response(error: InvocationError) -> tuple[int, bytes, str]:
     return error.status, codecs.json_codec.encode(error.to_dict()), JSON
 
@@ -36,10 +41,7 @@ def invoke(
 ) -> tuple[int, bytes, str]:
     try:
         if max_payload_bytes is not None and len(body) > max_payload_bytes:
-            raise PayloadTooLarge(
-                f"The request body is {len(body)} bytes; the limit is {max_payload_bytes} bytes "
-                "(SAGEMAKER_MAX_PAYLOAD_IN_MB)"
-            )
+            raise payload_too_large(f"{len(body)} bytes", max_payload_bytes)
         content_type = content_type or default_content_type
         # A user's output side (accepts None) decides what it can write: pass it the client's preferred type.
         offered = ["*/*"] if handlers.accepts is None else list(handlers.accepts)

@@ -19,10 +19,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from .codecs import npy_codec, recordio_protobuf
 from .errors import DataError
 from .training_env import Channel
 
-RECORDIO_MAGIC = struct.pack("<I", 0xCED7230A)
+RECORDIO_MAGIC = struct.pack("<I", recordio_protobuf.RECORDIO_MAGIC)
 HEAD_BYTES = 64  # what `kind_of` / `describe` look at
 _GZIP_CHUNK = 1 << 20
 _REPLAY_STEP = 256
@@ -370,11 +371,7 @@ def npy_problem(path: Path, row: str = "row") -> str | None:
     of 60000 is the first incomplete one"); None when its size matches its header."""
     with open(path, "rb") as file:
         try:
-            version = np.lib.format.read_magic(file)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(file)
+            shape, _, dtype = npy_codec.read_header(file)
         except (ValueError, EOFError, OSError) as err:
             return f"is not a NumPy .npy file ({err})"
         start = file.tell()

@@ -166,7 +166,7 @@ class ChannelData:
             raise DataError(f"{_at(where, index, start)} has no 'values' feature tensor")
         tensor, kind = _tensor(record.features["values"], where, index, start, "feature 'values'")
         values, keys, shape = tensor.values, tensor.keys, tensor.shape
-        sparse = len(keys) > 0 or (len(shape) > 0 and math.prod(shape) != len(values))
+        sparse = recordio_protobuf.is_sparse_row(tensor)
         if sparse:
             if len(shape) != 1 or len(keys) != len(values):
                 raise DataError(

@@ -14,18 +14,16 @@ import numpy as np
 from byoc_runtime import distributed
 from byoc_runtime.training_env import TrainingEnv
 
-GRADIENT_KEY, AGREE_KEY = 0, 1
+GRADIENT_KEY = 0
 
 
 class KVStoreReducer:
-    def __init__(self, kv: Any, size: int, num_hosts: int, host_rank: int):
+    def __init__(self, kv: Any, size: int):
         import mxnet as mx
 
         self.mx, self.kv = mx, kv
-        self.num_hosts, self.host_rank = num_hosts, host_rank
         self.out = mx.nd.zeros((size,))
         kv.init(GRADIENT_KEY, mx.nd.zeros((size,)))
-        kv.init(AGREE_KEY, mx.nd.zeros((num_hosts,)))
 
     def allreduce(self, vector: np.ndarray) -> np.ndarray:
         self.kv.push(GRADIENT_KEY, self.mx.nd.array(vector))
@@ -41,15 +39,6 @@ class KVStoreReducer:
         self.kv = None
         gc.collect()  # a reference cycle could otherwise keep it alive until exit
 
-    def max(self, value: int) -> int:
-        """The largest `value` of all hosts (dist_sync needs every host to run the same number of steps)."""
-        slots = np.zeros(self.num_hosts, np.float32)
-        slots[self.host_rank] = value
-        self.kv.push(AGREE_KEY, self.mx.nd.array(slots))
-        out = self.mx.nd.zeros((self.num_hosts,))
-        self.kv.pull(AGREE_KEY, out=out)
-        return int(out.asnumpy().max())
-
 
 def reducer_for(env: TrainingEnv, feature_dim: int, num_factors: int) -> KVStoreReducer | None:
     """A reducer over a dist_sync kvstore in a multi-host job (start_parameter_servers first), else None."""
@@ -59,4 +48,4 @@ def reducer_for(env: TrainingEnv, feature_dim: int, num_factors: int) -> KVStore
 
     kv = mx.kv.create(distributed.kvstore_type(env, "dist_sync"))
     size = 2 + 2 * feature_dim + feature_dim * num_factors
-    return KVStoreReducer(kv, size, len(env.hosts), env.host_rank)
+    return KVStoreReducer(kv, size)

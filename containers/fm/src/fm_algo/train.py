@@ -26,7 +26,6 @@ from byoc_runtime.training_env import TrainingEnv
 
 from . import artifact, dist, scoring, spec
 from .channel import ChannelData
-from .data import CsrData
 from .engine import FMTrainer
 
 log = logging.getLogger("fm_algo")
@@ -40,13 +39,6 @@ def _host_share(env: TrainingEnv, channel_config: dict[str, Any]) -> tuple[int, 
     if len(env.hosts) < 2 or channel_config.get("S3DistributionType") == "ShardedByS3Key":
         return 0, 1
     return env.host_rank, len(env.hosts)
-
-
-def evaluate(model, data: CsrData) -> np.ndarray:
-    chunks = [
-        model.scores(data.take(np.arange(i, min(i + EVAL_CHUNK, len(data))))) for i in range(0, len(data), EVAL_CHUNK)
-    ]
-    return np.concatenate(chunks)
 
 
 def evaluate_channel(model, data: ChannelData) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -18,7 +18,8 @@ from numpy.lib import format as npy_format
 ALLOWED_KINDS = "biuf"  # bool, signed and unsigned integers, floats
 
 
-def _header(stream: io.BytesIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+def read_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of an .npy header, read with numpy's parser; ValueError if it is not one."""
     try:
         version = npy_format.read_magic(stream)
     except ValueError:
@@ -36,7 +37,7 @@ def decode(body: bytes) -> np.ndarray:
     if body[:2] == b"PK":
         raise ValueError("expected a single .npy array, not an .npz archive")
     stream = io.BytesIO(body)
-    shape, fortran_order, dtype = _header(stream)
+    shape, fortran_order, dtype = read_header(stream)
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in ALLOWED_KINDS:
         raise ValueError(f"arrays of {dtype} are not accepted; send booleans, integers or floats")
     if any(not isinstance(n, int) or n < 0 for n in shape):

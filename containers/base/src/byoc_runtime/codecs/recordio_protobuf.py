@@ -346,7 +346,8 @@ def _tensor_of(value: Any, where: str) -> tuple[Any, type]:
     return getattr(value, kind), _TENSOR_DTYPES[kind]
 
 
-def _is_sparse(tensor: Any) -> bool:
+def is_sparse_row(tensor: Any) -> bool:
+    """Whether a Float32/Float64/Int32Tensor holds a sparse row (keys, or a shape its values do not fill)."""
     # The SDK writes dense rows without keys or shape; sparse rows always carry shape=[num_cols].
     return len(tensor.keys) > 0 or (len(tensor.shape) > 0 and math.prod(tensor.shape) != len(tensor.values))
 
@@ -361,7 +362,7 @@ def decode(
         if "values" not in record.features:
             raise ValueError(f"Record {index} has no 'values' feature")
         tensor, _ = _tensor_of(record.features["values"], f"Record {index} feature 'values'")
-        sparse = _is_sparse(tensor)
+        sparse = is_sparse_row(tensor)
         if sparse and (len(tensor.shape) != 1 or len(tensor.keys) != len(tensor.values)):
             raise ValueError(f"Sparse record {index} needs shape=[num_cols] and one key per value")
         layout = (sparse, int(tensor.shape[0]) if sparse else len(tensor.values))
