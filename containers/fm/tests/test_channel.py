@@ -17,6 +17,7 @@ from fm_algo import channel as channel_module
 from fm_algo import train as train_module
 from fm_algo.channel import ChannelData
 from local.opt_ml import ChannelSpec, OptMlTree
+from tests.training_inputs import channel_with, one_line_error
 
 RECORDIO = "application/x-recordio-protobuf"
 
@@ -29,12 +30,7 @@ def dense_records(rows=10, cols=4, seed=0, labels=None):
 
 
 def file_channel(tmp_path, files, content_type=RECORDIO, name="train"):
-    directory = tmp_path / name
-    directory.mkdir(parents=True, exist_ok=True)
-    for relative, body in files.items():
-        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
-        (directory / relative).write_bytes(body)
-    return Channel(name, directory, content_type)
+    return channel_with(tmp_path, files, content_type, name)
 
 
 def read_all(data, pass_number=0):
@@ -42,11 +38,7 @@ def read_all(data, pass_number=0):
 
 
 def failure(data) -> str:
-    with pytest.raises(DataError) as error:
-        read_all(data)
-    message = str(error.value)
-    assert "\n" not in message and "Traceback" not in message
-    return message
+    return one_line_error(lambda: read_all(data))
 
 
 # ---------------------------------------------------------------------------------------------- faults

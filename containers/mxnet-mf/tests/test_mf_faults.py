@@ -5,28 +5,14 @@ import gzip
 
 import pytest
 
-from byoc_runtime.errors import DataError, HyperparameterError
+from byoc_runtime.errors import HyperparameterError
 from byoc_runtime.hyperparameters import validate
-from byoc_runtime.training_env import Channel
 from mxnet_mf.data import read_ratings
 from mxnet_mf.train import SPEC
+from tests.training_inputs import channel_with, one_line_error
 
-
-def channel(tmp_path, files, content_type=None, name="train"):
-    directory = tmp_path / name
-    directory.mkdir(parents=True, exist_ok=True)
-    for relative, body in files.items():
-        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
-        (directory / relative).write_bytes(body)
-    return Channel(name, directory, content_type)
-
-
-def message_of(call) -> str:
-    with pytest.raises(DataError) as error:
-        call()
-    text = str(error.value)
-    assert "\n" not in text and "Traceback" not in text
-    return text
+channel = channel_with
+message_of = one_line_error
 
 
 @pytest.mark.parametrize(

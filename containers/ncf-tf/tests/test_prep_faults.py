@@ -6,26 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from byoc_runtime.errors import DataError, HyperparameterError
+from byoc_runtime.errors import HyperparameterError
 from byoc_runtime.hyperparameters import validate
 from ncf_tf import prep
 from ncf_tf.train import SPEC
+from tests.training_inputs import channel_with, one_line_error
 
 
 def channel_dir(tmp_path, files, name="training"):
-    directory = tmp_path / name
-    directory.mkdir(parents=True, exist_ok=True)
-    for relative, body in files.items():
-        (directory / relative).write_bytes(body)
-    return directory
+    return channel_with(tmp_path, files, name=name).path
 
 
 def message_of(directory, **kwargs) -> str:
-    with pytest.raises(DataError) as error:
-        prep.load_channel(directory, 1, 0.0, **kwargs)
-    text = str(error.value)
-    assert "\n" not in text and "Traceback" not in text
-    return text
+    return one_line_error(lambda: prep.load_channel(directory, 1, 0.0, **kwargs))
 
 
 @pytest.mark.parametrize(

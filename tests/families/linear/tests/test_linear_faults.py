@@ -7,25 +7,18 @@ import numpy as np
 import pytest
 
 from byoc_runtime.codecs import recordio_protobuf
-from byoc_runtime.errors import DataError
-from byoc_runtime.training_env import Channel
 from linear_family.train import read_channel
+from tests.training_inputs import channel_with, one_line_error
 
 RECORDIO = "application/x-recordio-protobuf"
 
 
 def channel(tmp_path, files, content_type="text/csv"):
-    directory = tmp_path / "train"
-    directory.mkdir(parents=True)
-    for name, body in files.items():
-        (directory / name).write_bytes(body)
-    return Channel("train", directory, content_type)
+    return channel_with(tmp_path, files, content_type)
 
 
 def message_of(ch) -> str:
-    with pytest.raises(DataError) as error:
-        read_channel(ch)
-    return str(error.value)
+    return one_line_error(lambda: read_channel(ch))
 
 
 def test_reads_csv_and_recordio(tmp_path):
