@@ -94,8 +94,13 @@ def _command(env: TrainingEnv) -> tuple[list[str], str]:
 def _supervise(command: list[str], what: str, paths: SageMakerPaths, env: TrainingEnv | None = None) -> int:
     problems: list[str] = []  # a peer host lost, failed or never up (peers.py): the job's failure, whatever else
     running: dict[str, subprocess.Popen] = {}
+
+    def peer_problem(reason: str) -> None:  # from the watch thread
+        problems.append(reason)
+        _stop(running.get("child"))
+
     try:
-        watch = _watch_peers(env, lambda reason: (problems.append(reason), _stop(running.get("child"))))
+        watch = _watch_peers(env, peer_problem)
     except TrainingError as err:
         write_failure(str(err), paths=paths)
         return 1
