@@ -1,0 +1,73 @@
+"""The request-head deadline of the serving worker: it judges the client, never the server's own queue."""
+
+import json
+import socket
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from byoc_runtime import server_worker
+from byoc_runtime.server_worker import DeadlineSocket
+
+HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 5\r\n\r\n"
+
+
+@pytest.fixture
+def pair():
+    server, client = socket.socketpair()
+    yield server, client
+    server.close()
+    client.close()
+
+
+def _read_all(sock: DeadlineSocket) -> bytes:
+    data = b""
+    while chunk := sock.recv(7):  # small reads: the head spans several of them
+        data += chunk
+        if data.endswith(b"1,2,3"):
+            break
+    return data
+
+
+def _answer(client: socket.socket) -> dict | None:
+    client.settimeout(0.5)
+    try:
+        raw = client.recv(4096)
+    except TimeoutError:
+        return None
+    return json.loads(raw.split(b"\r\n\r\n", 1)[1]) if raw else None
+
+
+def test_a_stopping_worker_serves_a_head_that_arrived_while_its_connection_waited_for_a_thread(pair):
+    server, client = pair
+    worker = SimpleNamespace(stopping_since=None)
+    sock = DeadlineSocket(server, worker)
+    client.sendall(HEAD + b"1,2,3")
+    worker.stopping_since = time.monotonic() - 5  # the thread gets to it long after the stop grace
+    sock.start_request()
+    assert _read_all(sock) == HEAD + b"1,2,3"
+    assert _answer(client) is None  # nothing refused it
+
+
+def test_a_head_still_missing_after_the_stop_grace_gets_503(pair):
+    server, client = pair
+    worker = SimpleNamespace(stopping_since=time.monotonic() - 5)
+    sock = DeadlineSocket(server, worker)
+    client.sendall(HEAD[:20])
+    sock.start_request()
+    assert sock.recv(7) == b""
+    assert _answer(client)["error_type"] == "ServiceUnavailable"
+
+
+def test_a_trickled_head_past_its_deadline_gets_408_even_with_bytes_waiting(pair, monkeypatch):
+    monkeypatch.setattr(server_worker, "HEADER_TIMEOUT", 0.2)
+    server, client = pair
+    sock = DeadlineSocket(server, SimpleNamespace(stopping_since=None))
+    sock.start_request()
+    client.sendall(HEAD[:10])
+    assert sock.recv(64) == HEAD[:10]
+    time.sleep(0.3)
+    client.sendall(HEAD[10:30])  # more bytes, but still no end of head: the client is too slow
+    assert sock.recv(64) == b""
+    assert _answer(client)["error_type"] == "RequestTimeout"
