@@ -7,8 +7,14 @@
 #   ./build.sh push  [FAMILY...] [--gpu] --ecr [--region R] [--account A]
 #                                                        push to Amazon ECR: repositories created if missing,
 #                                                        login token from boto3 ecr.get_authorization_token
-#   ./build.sh list                                      images, tags and sizes
+#   ./build.sh list                                      images, tags, sizes and git revisions
 #   ./build.sh families                                  the family names this checkout has
+#   ./build.sh lock [--all] [--check]                    relock the Python (tools/lock.py) and Debian
+#                                                        packages (containers/base/debian/*.lock);
+#                                                        --check: offline, fail when a lock is stale
+#   ./build.sh sbom [IMAGE...] [--out DIR]               CycloneDX JSON per image (default: every built one)
+#   ./build.sh audit [LOCK...]                           pip-audit of the locked Python packages
+#                                                        (exit 3: the advisory service is unreachable)
 #
 # Tags: byoc-<family>:<version>-<cpu|gpu> and byoc-<family>:latest-<cpu|gpu>; <version> is in ./VERSION.
 # BASE_IMAGE picks the OS image (default debian:bookworm-slim); where it cannot be pulled, one is
@@ -17,6 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
 VERSION=$(cat VERSION)
+LICENSES=Apache-2.0  # ./LICENSE
 PUBLIC_BASE=debian:bookworm-slim
 BOOTSTRAPPED_BASE=byoc/debian:bookworm
 export DOCKER_BUILDKIT=0  # classic builder: BuildKit/buildx may be unavailable
@@ -71,6 +78,25 @@ stage_ca_bundle() {  # pip inside the builder stage must trust this network's TL
 
 image_name() { echo "byoc-$1"; }
 
+provenance() {  # sets LABELS: the OCI labels every image carries (revision: the commit; -dirty if it differs)
+  local revision created source
+  if revision=$(git rev-parse HEAD 2>/dev/null); then
+    # Only what goes into images counts: test output elsewhere in the tree does not make a build dirty.
+    if [[ -n $(git status --porcelain -- containers tests/families build.sh VERSION 2>/dev/null) ]]; then
+      revision+="-dirty"; created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    else
+      # The commit's time, not the clock's: rebuilding a commit gives the same labels (and layer cache).
+      created=$(TZ=UTC git show -s --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ HEAD)
+    fi
+    source=${BYOC_SOURCE_URL:-$(git remote get-url origin 2>/dev/null || echo "file://$ROOT")}
+  else
+    revision=unknown; created=$(date -u +%Y-%m-%dT%H:%M:%SZ); source=${BYOC_SOURCE_URL:-file://$ROOT}
+  fi
+  LABELS=(--label "org.opencontainers.image.source=$source" --label "org.opencontainers.image.revision=$revision"
+    --label "org.opencontainers.image.version=$VERSION" --label "org.opencontainers.image.created=$created"
+    --label "org.opencontainers.image.licenses=$LICENSES")
+}
+
 build_one() {
   local name=$1 variant=$2 dir parent args=()
   dir=$(family_dir "$name") || die "unknown family '$name'; known: $(all_names | tr '\n' ' ')"
@@ -90,9 +116,14 @@ build_one() {
   local started=$SECONDS
   local log
   log=$(mktemp)
-  if ! docker build "${args[@]}" --build-arg "VARIANT=$variant" --build-arg "VERSION=$VERSION" \
-    -t "$tag" -t "$(image_name "$name"):latest-$variant" "$dir" >"$log" 2>&1; then
-    tail -40 "$log" >&2
+  if ! docker build "${args[@]}" --build-arg "VARIANT=$variant" "${LABELS[@]}" \
+    --label "org.opencontainers.image.title=$(image_name "$name")" -t "$tag" -t "$(image_name "$name"):latest-$variant" "$dir" >"$log" 2>&1; then
+    # pip lists every hash a lock allows for a package: fold those runs so the package's name stays in view.
+    awk '/^ +Expected +or / {n++; next} n {print "        (and " n " more allowed hashes)"; n = 0} {print}' "$log" | tail -40 >&2
+    if grep -q "DO NOT MATCH THE HASHES" "$log"; then
+      say "a downloaded package does not match the hashes its lock pins (tampered download or lock?):" \
+        "$(grep -oE '^ +[A-Za-z0-9._-]+==[^ ]+ from [^ ]+' "$log" | sed -E 's/^ +//; s/ from .*//' | sort -u | tr '\n' ' ')"
+    fi
     rm -f "$log"
     die "building $tag failed (log above; rerun: DOCKER_BUILDKIT=0 docker build ${args[*]} --build-arg VARIANT=$variant $dir)"
   fi
@@ -122,6 +153,7 @@ cmd_build() {
   check_docker
   BASE=$(resolve_base_image)
   declare -gA BUILT=()
+  provenance
   for name in "${NAMES[@]}"; do build_one "$name" "$VARIANT"; done
 }
 
@@ -170,7 +202,61 @@ cmd_push() {
 
 cmd_list() {
   check_docker
-  docker images --filter 'reference=byoc-*' --format 'table {{.Repository}}\t{{.Tag}}\t{{.Size}}\t{{.CreatedSince}}'
+  local ref
+  {
+    printf 'REPOSITORY\tTAG\tSIZE\tCREATED\tREVISION\n'
+    docker images --filter 'reference=byoc-*' --format '{{.Repository}}:{{.Tag}}\t{{.Size}}\t{{.CreatedSince}}' |
+      while IFS=$'\t' read -r ref size since; do
+        printf '%s\t%s\t%s\t%s\t%s\n' "${ref%%:*}" "${ref#*:}" "$size" "$since" \
+          "$(docker image inspect --format '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$ref")"
+      done
+  } | column -t -s $'\t'
+}
+
+lock_debian() {  # containers/base/debian/<stage>.lock: every package the stage ends with, name=version
+  local dir=containers/base/debian stage wanted
+  for stage in runtime builder; do
+    wanted=$(sed 's/#.*//' "$dir/runtime.txt")
+    [[ $stage == builder ]] && wanted+=" $(sed 's/#.*//' "$dir/builder.txt")"
+    {
+      echo "# Locked by ./build.sh lock on $BASE ($(docker image inspect --format '{{.Id}}' "$BASE" | cut -c1-19)):"
+      echo "# every Debian package of the $stage stage after installing $dir/runtime.txt$([[ $stage == builder ]] && echo " and builder.txt")."
+      echo "# apt-install-locked installs exactly these and fails the build if the result differs."
+      echo "# inputs-sha256: $(cat "$dir/runtime.txt" $([[ $stage == builder ]] && echo "$dir/builder.txt") | sha256sum | cut -d' ' -f1)"
+      docker run --rm "$BASE" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends $(echo $wanted) >/dev/null && dpkg-query -W -f '\${db:Status-Abbrev} \${Package}=\${Version}\n'" |
+        awk '$1 == "ii" {print $2}' | sort
+    } >"$dir/$stage.lock.new" || die "locking the Debian packages of the $stage stage failed"
+    mv "$dir/$stage.lock.new" "$dir/$stage.lock"
+    say "wrote $dir/$stage.lock ($(grep -vc '^#' "$dir/$stage.lock") packages)"
+  done
+}
+
+cmd_sbom() {  # no image named: every byoc image of this version
+  check_docker
+  local images=() rest=()
+  while (($#)); do
+    case $1 in
+      --*) rest+=("$1"); [[ $# -gt 1 && $2 != --* ]] && { rest+=("$2"); shift; } ;;
+      *) images+=("$1") ;;
+    esac
+    shift
+  done
+  if ((${#images[@]} == 0)); then
+    mapfile -t images < <(docker images --filter 'reference=byoc-*' --format '{{.Repository}}:{{.Tag}}' | grep ":$VERSION-" | sort)
+    ((${#images[@]})) || die "sbom: no byoc image of version $VERSION is built (./build.sh build)"
+  fi
+  python3 -m tools.sbom "${images[@]}" "${rest[@]}"
+}
+
+cmd_lock() {
+  local check=0 arg
+  for arg in "$@"; do [[ $arg == --check ]] && check=1; done
+  python3 -m tools.lock "$@" || exit 1
+  ((check)) && return 0
+  check_docker
+  BASE=$(resolve_base_image)
+  lock_debian
 }
 
 case ${1:-} in
@@ -178,6 +264,9 @@ case ${1:-} in
   push) shift; cmd_push "$@" ;;
   list) cmd_list ;;
   families) all_names ;;
-  -h|--help|help|"") sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) die "unknown command '$1' (build, push, list, families)" ;;
+  lock) shift; cmd_lock "$@" ;;
+  sbom) shift; cmd_sbom "$@" ;;
+  audit) shift; python3 -m tools.audit "$@" ;;
+  -h|--help|help|"") sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) die "unknown command '$1' (build, push, list, families, lock, sbom, audit)" ;;
 esac

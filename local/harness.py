@@ -27,6 +27,14 @@ import requests
 from .opt_ml import ChannelSpec, OptMlTree
 
 PING_TIMEOUT = 240.0  # SageMaker's default health-check window for an endpoint
+# The tightest way to run an image: read-only root (a tmpfs /tmp the one writable place), no capabilities,
+# no privilege gain (docker run --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges).
+HARDENED: dict[str, Any] = {
+    "read_only": True,
+    "tmpfs": {"/tmp": "rw,nosuid,nodev"},
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+}
 
 
 @dataclass
@@ -218,10 +226,18 @@ class Harness:
         ping_timeout: float = PING_TIMEOUT,
         gpus: bool = False,
         keep_on_failure: bool = False,
+        container_options: Mapping[str, Any] | None = None,
     ) -> Iterator[Endpoint]:
-        """Start `serve` with `model` (a model.tar.gz, unpacked like SageMaker, or a directory) at /opt/ml/model."""
+        """Start `serve` with `model` (a model.tar.gz, unpacked like SageMaker, or a directory) at /opt/ml/model.
+        `container_options` go to docker-py's containers.run (e.g. HARDENED)."""
         endpoint = self.start_endpoint(
-            image, model, environment=environment, port=port, ping_timeout=ping_timeout, gpus=gpus
+            image,
+            model,
+            environment=environment,
+            port=port,
+            ping_timeout=ping_timeout,
+            gpus=gpus,
+            container_options=container_options,
         )
         try:
             yield endpoint
@@ -238,6 +254,7 @@ class Harness:
         ping_timeout: float = PING_TIMEOUT,
         gpus: bool = False,
         wait: bool = True,
+        container_options: Mapping[str, Any] | None = None,
     ) -> Endpoint:
         model_dir = self._model_dir(model)
         env = dict(environment or {})
@@ -252,6 +269,7 @@ class Harness:
         )
         if gpus:
             kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        kwargs.update(container_options or {})
         started = time.perf_counter()
         container = self.client.containers.run(image, **kwargs)
         container.reload()

@@ -36,7 +36,7 @@ import docker
 import numpy as np
 
 from bench.machine import RESULTS, machine_info, markdown_table
-from local.harness import Endpoint, Harness
+from local.harness import HARDENED, Endpoint, Harness
 from local.opt_ml import ChannelSpec
 
 from . import cases
@@ -461,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="client timeout per request, seconds")
     parser.add_argument("--slow-timeout", type=float, default=20.0, help="how long a slow client trickles at most")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the serving container")
+    parser.add_argument("--hardened", action="store_true", help="serve read-only, a tmpfs /tmp, no capabilities")
     parser.add_argument("--cases", help="the family whose requests to send (default: from the image)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", default="soak", help="bench/results/<name>.json ('' to not save)")
@@ -488,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
             index = pick.randrange(len(good))
             schedule.append((good[index], index))
     environment = dict(item.split("=", 1) for item in args.env)
-    endpoint = harness.start_endpoint(args.image, model_dir, environment=environment)
+    options = HARDENED if args.hardened else None
+    endpoint = harness.start_endpoint(args.image, model_dir, environment=environment, container_options=options)
     print(f"serving in {endpoint.ready_seconds:.2f} s; {args.requests} requests from {args.clients} clients, "
           f"a worker killed every {args.kill_every} s ...", flush=True)  # fmt: skip
     try:

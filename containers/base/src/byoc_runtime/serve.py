@@ -1,8 +1,10 @@
 """`serve` entry point: `docker run IMAGE serve`.
 
 gunicorn + Flask on SAGEMAKER_BIND_TO_PORT (default 8080). No --preload: MXNet and TensorFlow are not
-fork-safe, so each worker imports the handlers and loads the model after fork. Started as root, the
-workers drop to an unprivileged user (BYOC_SERVE_USER); SIGTERM stops gracefully within SageMaker's 30 s.
+fork-safe, so each worker imports the handlers and loads the model after fork. Started as root (SageMaker
+does), the workers drop to an unprivileged user (BYOC_SERVE_USER, `byoc`), who can write only to the
+temporary directories; started as any other user (`docker run --user`), everything runs as that user.
+SIGTERM stops gracefully within SageMaker's 30 s.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .archive import UnsafeArchiveError, safe_extract
 from .serving_settings import ServingSettings
 
 log = logging.getLogger("byoc_runtime.serve")
+CAP_CHOWN, CAP_SETGID, CAP_SETUID = 0, 6, 7  # linux/capability.h
 GRACEFUL_SECONDS = 20  # SageMaker sends SIGKILL 30 s after SIGTERM
 # gthread means ours: gunicorn's gthread with request deadlines and JSON refusals (server_worker.py).
 WORKER_CLASSES = {"gthread": "byoc_runtime.server_worker.ThreadWorker"}
@@ -42,7 +45,7 @@ class _Server(BaseApplication):
         return create_app()
 
 
-def gunicorn_options(settings: ServingSettings) -> dict:
+def gunicorn_options(settings: ServingSettings, switch_user: bool | None = None) -> dict:
     options = {
         "bind": f"0.0.0.0:{settings.port}",
         "workers": settings.workers,
@@ -58,13 +61,41 @@ def gunicorn_options(settings: ServingSettings) -> dict:
     }
     if settings.worker_class == "gthread":
         options["threads"] = settings.threads
-    if settings.user and os.geteuid() == 0:
+    if _switches_user(settings) if switch_user is None else switch_user:
         try:
             record = pwd.getpwnam(settings.user)
             options["user"], options["group"] = record.pw_uid, record.pw_gid
         except KeyError:
             log.warning("serving user %r does not exist; workers keep running as root", settings.user)
     return {k: v for k, v in options.items() if v is not None}
+
+
+def effective_capabilities() -> int | None:
+    """The process's effective capability set (a bit mask), None where /proc does not say."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _switches_user(settings: ServingSettings) -> bool:
+    """Whether the workers can and should switch to the serving user: root with CAP_SETUID and CAP_SETGID.
+    Root without them (docker run --cap-drop ALL) cannot: say so, and serve anyway."""
+    if not settings.user or os.geteuid() != 0:
+        return False
+    caps = effective_capabilities()
+    if caps is not None and not (caps >> CAP_SETUID & 1 and caps >> CAP_SETGID & 1):
+        log.warning(
+            "cannot switch the workers to user %r: this container has no CAP_SETUID/CAP_SETGID (--cap-drop ALL?); "
+            "they run as root without capabilities. Add --user %s to serve unprivileged.",
+            settings.user,
+            settings.user,
+        )
+        return False
+    return True
 
 
 def unpack_model_archive(model_dir: Path) -> Path:
@@ -91,6 +122,7 @@ def main() -> int:
     # The pid tells the workers apart (gunicorn's own lines carry it too).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     settings = ServingSettings.from_env()
+    switch_user = _switches_user(settings)
     try:
         model_dir = unpack_model_archive(settings.model_dir) if settings.model_dir.is_dir() else settings.model_dir
     except (UnsafeArchiveError, tarfile.TarError, OSError) as err:
@@ -98,7 +130,7 @@ def main() -> int:
         return 1
     if model_dir != settings.model_dir:
         os.environ["SM_MODEL_DIR"] = str(model_dir)
-        if settings.user and os.geteuid() == 0:
+        if switch_user:
             _give_to(settings.user, model_dir)
     log.info(
         "serving on port %d with %d %s worker(s), timeout %d s",
@@ -107,7 +139,7 @@ def main() -> int:
         settings.worker_class,
         settings.timeout,
     )
-    _Server(gunicorn_options(settings)).run()
+    _Server(gunicorn_options(settings, switch_user)).run()
     return 0
 
 
