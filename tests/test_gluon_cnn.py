@@ -1,10 +1,11 @@
-"""The gluon-cnn image in docker: MLP and CNN train on the MNIST sample, serve JSON/NPY/PNG, refuse bad
-inputs with 4xx JSON, run the course's legacy-interface script, train on 2 hosts with dist_sync, and
-resume from a checkpoint after SIGTERM."""
+"""The gluon-cnn image in docker: MLP and CNN train on the MNIST sample, serve JSON/NPY/PNG (16-bit and
+interlaced too), refuse bad inputs with 4xx JSON (a PNG decompression bomb at once), run the course's
+legacy-interface script, train on 2 hosts with dist_sync, and resume from a checkpoint after SIGTERM."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import json
 import time
@@ -14,7 +15,6 @@ import numpy as np
 import pytest
 
 from byoc_runtime.checkpoints import CheckpointStore
-from gluon_cnn import png
 from local.opt_ml import ChannelSpec
 from tests.images import build_image
 
@@ -23,6 +23,17 @@ FAMILY = Path(__file__).resolve().parents[1] / "containers" / "gluon-cnn"
 SAMPLE = FAMILY / "sample" / "mnist"
 LEGACY = FAMILY / "tests" / "legacy_script"
 QUICK = {"epochs": 3, "log_interval": 0}
+
+
+def _png_fixtures():
+    """The family's test-image writers (Pillow, plus the interlaced and 16-bit PNGs Pillow cannot write)."""
+    spec = importlib.util.spec_from_file_location("gluon_cnn_png_fixtures", FAMILY / "tests" / "png_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PNGS = _png_fixtures()
 
 
 def _idx(name: str, offset: int) -> np.ndarray:
@@ -113,7 +124,7 @@ def test_png_request_is_classified_like_the_array(endpoint):
         expected = endpoint.invoke(json.dumps(TEST_X[i].tolist())).json()["predictions"]
         # a dark digit on white paper, 3x larger, RGB: decoded, grey-scaled, inverted and resized
         paper = np.repeat(np.kron(255 - TEST_X[i], np.ones((3, 3), np.uint8))[:, :, None], 3, axis=2)
-        response = endpoint.invoke(png.encode(paper), "image/png")
+        response = endpoint.invoke(PNGS.encode(paper), "image/png")
         assert response.status_code == 200, response.text
         assert response.json()["predictions"] == expected
 
@@ -140,7 +151,9 @@ def test_verbose_gives_probabilities_and_class_names(endpoint):
         (_npy(np.full((1, 28, 28), -5.0)), "application/x-npy", 400),
         (b"\x93NUMPY garbage", "application/x-npy", 400),
         (b"GIF89a not an image we read", "image/png", 400),
-        (png.encode(np.zeros((4, 4), np.uint8))[:-20], "image/png", 400),
+        (PNGS.encode(np.zeros((4, 4), np.uint8))[:-20], "image/png", 400),
+        (PNGS.encode(np.zeros((4, 4), np.uint8))[:-12], "image/png", 400),  # no IEND
+        (PNGS.declaring(50_000, 50_000), "image/png", 413),
         (b"\xff\xd8\xff\xe0 truncated jpeg", "image/jpeg", 400),
         ("1,2,3", "text/csv", 415),
     ],
@@ -149,6 +162,37 @@ def test_bad_inputs_are_4xx_json(endpoint, body, content_type, status):
     response = endpoint.invoke(body, content_type)
     assert response.status_code == status, response.text
     assert set(response.json()) == {"error", "error_type"} and "Traceback" not in response.text
+
+
+def test_a_png_bomb_is_refused_at_once_and_the_server_keeps_serving(endpoint):
+    body = PNGS.bomb(50_000, 50_000)  # ~300 KB of valid PNG inflating to 312 MB (2.5 GB as 8-bit pixels)
+    start = time.perf_counter()
+    response = endpoint.invoke(body, "image/png", timeout=10)
+    elapsed = time.perf_counter() - start
+    assert response.status_code == 413, response.text
+    assert response.json()["error_type"] == "PayloadTooLarge" and "2048x2048" in response.json()["error"]
+    assert elapsed < 1.0, f"the bomb took {elapsed:.3f} s to refuse"
+    expected = endpoint.invoke(json.dumps(TEST_X[0].tolist())).json()["predictions"]
+    after = endpoint.invoke(PNGS.encode(255 - TEST_X[0]), "image/png")  # the next request, a good one
+    assert after.status_code == 200 and after.json()["predictions"] == expected
+
+
+def test_16_bit_and_interlaced_pngs_predict_like_their_8_bit_originals(endpoint):
+    verbose = "application/json; verbose=1"  # compare every class probability, not only the class
+    for i in range(3):
+        paper = 255 - np.kron(TEST_X[i], np.ones((2, 2), np.uint8))  # a dark digit on white paper, 56x56
+        original = endpoint.invoke(PNGS.encode(paper), "image/png", accept=verbose).json()["predictions"]
+        wide = paper.astype(np.uint16) * 257  # the same samples at 16 bits
+        variants = {
+            "16-bit": PNGS.encode(wide),  # Pillow's I;16 PNG
+            "interlaced": PNGS.png(paper, interlaced=True),
+            "16-bit interlaced": PNGS.png(wide, interlaced=True),
+            "16-bit RGB": PNGS.png(np.repeat(wide[:, :, None], 3, axis=2)),
+        }
+        for name, body in variants.items():
+            response = endpoint.invoke(body, "image/png", accept=verbose)
+            assert response.status_code == 200, (name, response.text)
+            assert response.json()["predictions"] == original, name
 
 
 def test_legacy_interface_script_trains_and_serves(harness, image, channels, dump_logs_on_failure):

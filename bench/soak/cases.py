@@ -252,7 +252,12 @@ def ncf_tf(model_dir: Path, rng: np.random.Generator) -> tuple[list[Request], li
 
 
 def gluon_cnn(model_dir: Path, rng: np.random.Generator) -> tuple[list[Request], list[Request]]:
-    from gluon_cnn import png
+    def png(pixels: np.ndarray) -> bytes:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG")
+        return buffer.getvalue()
 
     good = []
     for _ in range(40):
@@ -263,11 +268,11 @@ def gluon_cnn(model_dir: Path, rng: np.random.Generator) -> tuple[list[Request],
             Request("JSON N x 784 ints -> CSV", _json({"instances": images.reshape(n, -1).tolist()}), JSON, CSV),
             Request("NPY uint8 batch -> NPY", _npy(images), NPY, NPY),
             Request("NPY float32 -> JSON", _npy(images.astype(np.float32) / 255), NPY, JSON),
-            Request("PNG", png.encode(images[0]), "image/png", JSON),
+            Request("PNG", png(images[0]), "image/png", JSON),
             Request("JSON verbose", _json({"instances": images[:2].tolist(), "verbose": True}), JSON, JSON),
             Request("JSON Lines -> JSON Lines", b"".join(_json(i.tolist()) + b"\n" for i in images), JSONL, JSONL),
         ]
-    digit = png.encode(np.zeros((28, 28), np.uint8))
+    digit = png(np.zeros((28, 28), np.uint8))
     bad = [
         Request("bad: 27x27 image", _json({"instances": np.zeros((1, 27, 27)).tolist()})),
         Request("bad: negative pixels", _json({"instances": (-np.ones((1, 784))).tolist()})),

@@ -4,7 +4,7 @@ JSON, NPY, PNG and verbose requests, and a JSON Lines batch transform."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
+import io
 import json
 import shutil
 from pathlib import Path
@@ -22,18 +22,15 @@ def _test_set() -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 28, 28), y
 
 
-def _png_module():
-    """The family's numpy-only PNG writer, loaded by path: the demo runs on the host, without the image's
-    sources on sys.path."""
-    path = SAMPLE.parents[1] / "src" / "gluon_cnn" / "png.py"
-    spec = importlib.util.spec_from_file_location("gluon_cnn_png", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _png(pixels: np.ndarray) -> bytes:
+    from PIL import Image  # requirements-dev.txt
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def make(workdir: Path) -> Demo:
-    png = _png_module()
     for channel, split in (("train", "train"), ("test", "t10k")):
         (workdir / channel).mkdir()
         for source in SAMPLE.glob(f"{split}-*"):
@@ -50,7 +47,7 @@ def make(workdir: Path) -> Demo:
         requests=[
             Request(f"JSON 1x28x28, the course's request (label {y[0]})", (x[:1] / 255.0).tolist()),
             Request(f"NPY 10 images, uint8 (labels {y[:10].tolist()})", x[:10], content_type="application/x-npy"),
-            Request(f"PNG 112x112 dark digit on white (label {y[3]})", png.encode(paper), content_type="image/png"),
+            Request(f"PNG 112x112 dark digit on white (label {y[3]})", _png(paper), content_type="image/png"),
             Request(f"JSON verbose (label {y[1]})", {"instances": x[1:2].tolist(), "verbose": True}),
         ],
         metric_names=["validation_accuracy", "train_accuracy", "images_per_second", "epochs"],

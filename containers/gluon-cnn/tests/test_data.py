@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from byoc_runtime.errors import DataError
-from gluon_cnn import augment, data, png
+from gluon_cnn import augment, data
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample"
 
@@ -68,9 +70,18 @@ def test_image_folders(tmp_path):
     for name, value in (("cat", 0), ("dog", 255)):
         (tmp_path / name).mkdir()
         for i in range(2):
-            (tmp_path / name / f"{i}.png").write_bytes(png.encode(np.full((30, 30), value, np.uint8)))
+            Image.fromarray(np.full((30, 30), value, np.uint8)).save(tmp_path / name / f"{i}.png")
     dataset = data.load_channel(tmp_path)
     assert dataset.class_names == ("cat", "dog") and sorted(dataset.labels.tolist()) == [0, 0, 1, 1]
+
+
+def test_an_unreadable_image_in_a_folder_names_it(tmp_path):
+    (tmp_path / "cat").mkdir()
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(buffer, "PNG")
+    (tmp_path / "cat" / "0.png").write_bytes(buffer.getvalue()[:-20])
+    with pytest.raises(DataError, match=r"cat/0.png could not be read: the PNG is corrupt or truncated"):
+        data.load_channel(tmp_path)
 
 
 def test_unknown_format_says_what_is_expected(tmp_path):

@@ -7,9 +7,10 @@ import json
 
 import numpy as np
 import pytest
+from png_fixtures import bomb, declaring, encode
 
-from byoc_runtime.errors import BadRequest, UnsupportedMediaType
-from gluon_cnn import inputs, png, serving
+from byoc_runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gluon_cnn import inputs, serving
 
 
 def _npy(array) -> bytes:
@@ -40,27 +41,35 @@ def test_course_style_bare_array_and_data_field():
     assert batch.verbose and batch.images.shape == (1, 1, 28, 28)
 
 
-def test_png_request():
-    batch = inputs.parse(png.encode(np.zeros((28, 28), np.uint8)), "image/png")
-    assert batch.images.shape == (1, 1, 28, 28)
+@pytest.mark.parametrize("content_type, kind", [("image/png", "PNG"), ("image/jpeg", "JPEG"), ("image/jpg", "JPEG")])
+def test_image_requests(content_type, kind):
+    batch = inputs.parse(encode(np.zeros((28, 28), np.uint8), kind), content_type)
+    assert batch.images.shape == (1, 1, 28, 28) and batch.images.dtype == np.float32
 
 
-@pytest.mark.parametrize(
-    "body, content_type, error",
-    [
-        (b'{"instances": [[1, 2, 3]]}', "application/json", BadRequest),
-        (b'{"instances": [[[1]], [[1, 2]]]}', "application/json", BadRequest),
-        (b'{"instances": []}', "application/json", BadRequest),
-        (_npy(np.full((28, 28), np.nan)), "application/x-npy", BadRequest),
-        (_npy(np.full((28, 28), -1.0)), "application/x-npy", BadRequest),
-        (_npy(np.full((28, 28), 300.0)), "application/x-npy", BadRequest),
-        (b"not an image", "image/png", BadRequest),
-        (b"1,2", "text/csv", UnsupportedMediaType),
-    ],
-)
+REFUSED = {
+    "json-3-pixels": (b'{"instances": [[1, 2, 3]]}', "application/json", BadRequest),
+    "json-ragged": (b'{"instances": [[[1]], [[1, 2]]]}', "application/json", BadRequest),
+    "json-empty": (b'{"instances": []}', "application/json", BadRequest),
+    "npy-nan": (_npy(np.full((28, 28), np.nan)), "application/x-npy", BadRequest),
+    "npy-negative": (_npy(np.full((28, 28), -1.0)), "application/x-npy", BadRequest),
+    "npy-300": (_npy(np.full((28, 28), 300.0)), "application/x-npy", BadRequest),
+    "png-text": (b"not an image", "image/png", BadRequest),
+    "png-truncated": (encode(np.zeros((28, 28), np.uint8))[:-20], "image/png", BadRequest),
+    "jpeg-truncated": (encode(np.zeros((28, 28), np.uint8), "JPEG")[:-100], "image/jpeg", BadRequest),
+    "png-bomb-50000x50000": (bomb(50_000, 50_000), "image/png", PayloadTooLarge),
+    "png-2049x2048": (declaring(2049, 2048), "image/png", PayloadTooLarge),
+    "csv": (b"1,2", "text/csv", UnsupportedMediaType),
+}
+
+
+@pytest.mark.parametrize("body, content_type, error", REFUSED.values(), ids=REFUSED.keys())
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_refusals(body, content_type, error):
-    with pytest.raises(error):
+    with pytest.raises(error) as caught:
         inputs.parse(body, content_type)
+    if content_type.startswith("image/"):
+        assert caught.value.message.startswith(("Could not read the image: the", "The image is too large: the"))
 
 
 def _prediction(verbose: bool) -> serving.Prediction:

@@ -1,34 +1,141 @@
 """Raw images (PNG, JPEG) -> one 28x28 grey image in MNIST's convention: light strokes on a dark background.
 
-PNG goes through our own bounded reader; JPEG through the libjpeg inside the MXNet wheel, after its
-dimensions are read from the header and checked (no decompression bombs).
+Both formats are decoded by Pillow (no parser of our own for untrusted bytes, and no MXNet: decoding runs
+in parallel with the forward passes, outside mxnet_lock). Bombs are refused before anything is decoded:
+the body's size first, then the dimensions from the header (Image.open reads only the header) against
+MAX_PIXELS and the raster Pillow would allocate against MAX_DECODED_BYTES; a PNG's chunks (CRCs, IEND)
+are checked with Pillow's verify() before its pixels are inflated. Every refusal is an ImageError (a
+ValueError): ImageTooLarge for the size limits, the rest for what is not a readable PNG or JPEG.
 """
 
 from __future__ import annotations
 
+import io
 import struct
+import zlib
 
 import numpy as np
-
-from . import png
+from PIL import Image, JpegImagePlugin, PngImagePlugin  # noqa: F401 - the two plugins, registered up front
 
 SIDE = 28
-MAX_JPEG_PIXELS = png.MAX_PIXELS
+MAX_SIDE = 2048
+MAX_PIXELS = MAX_SIDE * MAX_SIDE
+MAX_IMAGE_BYTES = 16 * 1024 * 1024  # an encoded image (the runtime's own body limit is SAGEMAKER_MAX_PAYLOAD_IN_MB)
+MAX_DECODED_BYTES = MAX_PIXELS * 4  # Pillow's raster: 4 bytes a pixel for RGB(A)/CMYK, fewer for grey
+_LIMIT = f"at most {MAX_SIDE}x{MAX_SIDE} ({MAX_PIXELS} pixels) are accepted"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+
+# Pillow's own guard, process-wide: it warns above this many pixels and raises DecompressionBombError above
+# twice as many, inside Image.open; _check_size refuses everything above MAX_PIXELS with our message.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# What Pillow raises for a corrupt or truncated file: OSError (UnidentifiedImageError, "image file is
+# truncated", decoder errors), SyntaxError (broken PNG chunks, bad CRCs), and the rest from its parsers.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError, KeyError)
+_FOUR_BYTES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "I", "F", "LA", "La", "PA")
+
+
+class ImageError(ValueError):
+    """The body is not a PNG or JPEG we can read (a 400 when serving, a DataError when training)."""
+
+
+class ImageTooLarge(ImageError):
+    """The body, or the image it declares, is over a size limit (a 413 when serving)."""
+
+
+def is_png(body: bytes) -> bool:
+    return body[:8] == PNG_SIGNATURE
 
 
 def is_jpeg(body: bytes) -> bool:
-    return body[:3] == b"\xff\xd8\xff"
+    return body[:3] == JPEG_SIGNATURE
 
 
 def decode(body: bytes) -> np.ndarray:
     """Image bytes (PNG or JPEG) -> float32 (28, 28) in [0, 1], light strokes on dark."""
-    if png.is_png(body):
-        pixels = png.decode(body)
+    return to_mnist(read(body))
+
+
+def read(body: bytes) -> np.ndarray:
+    """PNG or JPEG bytes -> uint8 (height, width) grey or (height, width, channels) with 2 (grey+alpha),
+    3 (RGB) or 4 (RGBA) channels; 16-bit samples scaled to 8 bits, palettes and tRNS transparency applied."""
+    if len(body) > MAX_IMAGE_BYTES:
+        raise ImageTooLarge(f"the image is {len(body)} bytes; at most {MAX_IMAGE_BYTES} bytes are accepted")
+    if is_png(body):
+        kind = "PNG"
     elif is_jpeg(body):
-        pixels = _decode_jpeg(body)
+        kind = "JPEG"
     else:
-        raise ValueError("the body is neither a PNG nor a JPEG image")
-    return to_mnist(pixels)
+        raise ImageError("the body is neither a PNG nor a JPEG image")
+    try:
+        if kind == "PNG":
+            with _open(body, kind) as image:
+                image.verify()  # every chunk's CRC and the IEND chunk, reading the image data without inflating it
+        with _open(body, kind) as image:
+            image.load()
+            return _pixels(image)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:  # Pillow's own guard (above 2 * MAX_PIXELS), raised in Image.open
+        raise ImageTooLarge(f"the {kind} has more than {MAX_PIXELS} pixels; {_LIMIT}") from None
+    except _DECODE_ERRORS as err:
+        raise ImageError(f"the {kind} is corrupt or truncated ({_reason(err)})") from None
+
+
+def _open(body: bytes, kind: str) -> Image.Image:
+    """Image.open (the header only), then the size limits, before anything allocates the raster."""
+    image = Image.open(io.BytesIO(body), formats=(kind,))
+    try:
+        _check_size(image, kind)
+    except ImageTooLarge:
+        image.close()
+        raise
+    return image
+
+
+def _check_size(image: Image.Image, kind: str) -> None:
+    width, height = image.size
+    if not 0 < width * height <= MAX_PIXELS:
+        raise ImageTooLarge(f"the {kind} is {width}x{height} pixels; {_LIMIT}")
+    raster = width * height * _bytes_per_pixel(image.mode)
+    if raster > MAX_DECODED_BYTES:
+        raise ImageTooLarge(f"the {kind} would decode to {raster} bytes; at most {MAX_DECODED_BYTES} are accepted")
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """Pillow's storage for a pixel of `mode` (multi-band and 32-bit modes take 4 bytes)."""
+    if mode.startswith("I;16"):
+        return 2
+    return 4 if mode in _FOUR_BYTES else 1
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, Image.UnidentifiedImageError):
+        return "its header cannot be read"
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:200]
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    """A loaded Pillow image -> uint8 grey, grey+alpha, RGB or RGBA array."""
+    mode, transparency = image.mode, image.info.get("transparency")
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit grey PNG: scale, do not clip (Pillow's "L")
+        wide = np.asarray(image).astype(np.int64)
+        grey = ((np.clip(wide, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+        if isinstance(transparency, int):
+            return np.dstack([grey, np.where(wide == transparency, 0, 255).astype(np.uint8)])
+        return grey
+    if mode in ("L", "RGB") and transparency is not None:  # a tRNS colour: those pixels are transparent
+        image = image.convert("LA" if mode == "L" else "RGBA")
+    elif mode in ("P", "PA"):
+        image = image.convert("RGBA" if mode == "PA" or transparency is not None else "RGB")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode in ("La", "RGBa"):
+        image = image.convert("RGBA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):  # CMYK or YCbCr JPEGs, and anything else Pillow may hand us
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
 
 
 def to_mnist(pixels: np.ndarray) -> np.ndarray:
@@ -77,39 +184,3 @@ def _boxes(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
 def _border_mean(image: np.ndarray) -> float:
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     return float(border.mean())
-
-
-def _jpeg_size(body: bytes) -> tuple[int, int]:
-    """(height, width) from the first SOF marker of a JPEG stream."""
-    position = 2
-    while position + 4 <= len(body):
-        if body[position] != 0xFF:
-            raise ValueError("the JPEG is corrupt (no marker where one should be)")
-        marker = body[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        (length,) = struct.unpack(">H", body[position + 2 : position + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if position + 9 > len(body):
-                break
-            height, width = struct.unpack(">HH", body[position + 5 : position + 9])
-            return height, width
-        position += 2 + length
-    raise ValueError("the JPEG has no frame header (truncated?)")
-
-
-def _decode_jpeg(body: bytes) -> np.ndarray:
-    height, width = _jpeg_size(body)
-    if not 0 < height * width <= MAX_JPEG_PIXELS:
-        raise ValueError(f"the JPEG is {width}x{height}; at most {MAX_JPEG_PIXELS} pixels are accepted")
-    import mxnet as mx  # only JPEG needs it; PNG and the rest of this module stay numpy-only
-
-    from .mxnet_lock import MXNET
-
-    with MXNET:  # MXNet is not thread-safe: see mxnet_lock.py
-        try:
-            decoded = mx.image.imdecode(body, flag=0, to_rgb=False)
-        except mx.base.MXNetError as err:
-            raise ValueError(f"the JPEG could not be decoded: {str(err).splitlines()[0]}") from None
-        return decoded.asnumpy()

@@ -1,4 +1,4 @@
-"""Request bodies -> a batch of images (N, 1, 28, 28) float32 in [0, 1]. No mxnet here.
+"""Request bodies -> a batch of images (N, 1, 28, 28) float32 in [0, 1]. No mxnet here (nor its lock).
 
 Accepted shapes, from JSON ({"instances": ...}, {"inputs": ...}, {"data": ...} or a bare array) or NPY:
 784, 28x28, 1x28x28 (one image) and Nx784, Nx28x28, Nx1x28x28 (a batch). Pixel values in [0, 1], or
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from byoc_runtime import codecs
-from byoc_runtime.errors import BadRequest, UnsupportedMediaType
+from byoc_runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 from . import images
 
@@ -33,7 +33,9 @@ def parse(body: bytes, content_type: str) -> Batch:
     if kind in IMAGE_TYPES:
         try:
             return Batch(images.decode(body)[None, None])
-        except ValueError as err:
+        except images.ImageTooLarge as err:  # decided from the body's size or the image's header: nothing decoded
+            raise PayloadTooLarge(f"The image is too large: {err}") from None
+        except images.ImageError as err:
             raise BadRequest(f"Could not read the image: {err}") from None
     if kind not in (codecs.JSON, codecs.NPY, "application/npy", *JSON_LINES):
         raise UnsupportedMediaType(

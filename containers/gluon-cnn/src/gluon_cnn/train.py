@@ -54,7 +54,7 @@ META_FILE = "gluon-cnn.json"
 
 def train(env: TrainingEnv) -> None:
     hp = validate(env.hyperparameters, SPEC)
-    # Before anything imports mxnet (a JPEG channel's decoder does): the engine and OpenMP settings are read then.
+    # Before anything imports mxnet: the engine and OpenMP settings are read then.
     cpu.apply(cpu.mxnet_environment(env.num_gpus, len(env.hosts)))
     train_channel = env.channel("train")
     test_channel = env.channel("test", required=False) or env.channel("validation", required=False)
