@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -29,6 +30,8 @@ JPEG_SIGNATURE = b"\xff\xd8\xff"
 # Pillow's own guard, process-wide: it warns above this many pixels and raises DecompressionBombError above
 # twice as many, inside Image.open; _check_size refuses everything above MAX_PIXELS with our message.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Its warning (between MAX_PIXELS and twice that) becomes the error it warns of: a refusal, not a log line.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 # What Pillow raises for a corrupt or truncated file: OSError (UnidentifiedImageError, "image file is
 # truncated", decoder errors), SyntaxError (broken PNG chunks, bad CRCs), and the rest from its parsers.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, TypeError, KeyError)
@@ -76,7 +79,7 @@ def read(body: bytes) -> np.ndarray:
             return _pixels(image)
     except ImageError:
         raise
-    except Image.DecompressionBombError:  # Pillow's own guard (above 2 * MAX_PIXELS), raised in Image.open
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own guard, in Image.open
         raise ImageTooLarge(f"the {kind} has more than {MAX_PIXELS} pixels; {_LIMIT}") from None
     except _DECODE_ERRORS as err:
         raise ImageError(f"the {kind} is corrupt or truncated ({_reason(err)})") from None
