@@ -33,6 +33,10 @@ PYTHON_VERSION = "3.11"
 PLATFORM = "x86_64-manylinux_2_36"
 INDEX = "https://pypi.org/simple"
 DIGEST_LINE = "# inputs-sha256: "
+PROVIDED_LINE = "# provided: "
+# Packages another one in the same lock provides: tf-keras asks for `tensorflow`, whose module tensorflow-cpu
+# ships (a CPU-only build of the same thing); installing both unpacks two TensorFlows into one folder.
+PROVIDERS = {"tensorflow-cpu": "tensorflow"}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.M)
 
 
@@ -100,6 +104,10 @@ def compile_lock(target: Target) -> str:
         ]  # fmt: skip
         if target.parents:
             command += ["--constraint", str(target.parents[0])]
+        asked = pins("".join(p.read_text() for p in target.inputs))
+        provided = sorted(PROVIDERS[name] for name in asked if name in PROVIDERS)
+        for name in provided:
+            command += ["--no-emit-package", name]
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         if result.returncode != 0:
             sys.exit(f"lock: resolving {target.lock.relative_to(ROOT)} failed:\n{result.stderr.strip()}")
@@ -113,6 +121,7 @@ def compile_lock(target: Target) -> str:
     ]
     if target.parents:
         header.append(f"# against {target.parents[0].relative_to(ROOT).as_posix()} (what that layer has is left out)")
+    header += [f"{PROVIDED_LINE}{name} (by {provider}: not installed)" for provider, name in PROVIDERS.items() if name in provided]
     header += [
         "# Do not edit: the Dockerfile installs exactly these (pip --no-deps --require-hashes).",
         f"{DIGEST_LINE}{target.digest()}",
