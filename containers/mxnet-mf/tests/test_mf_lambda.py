@@ -215,6 +215,10 @@ def handler(mf_model_dir):
     return make_handler(invoke)
 
 
+def test_course_events_through_an_injected_invoker_need_no_endpoint_variables(handler):
+    assert rating_in(handler({"data": COURSE_DATA, "type": "rating"})) == pytest.approx([4.9])
+
+
 def test_rating_and_recommendation_events(handler):
     status, body = answer(handler({"type": "rating", "user_id": 10, "item_id": 300}))
     assert status == 200 and body["rating"] == pytest.approx(4.9)

@@ -152,7 +152,7 @@ def make_handler(
         except EventError as err:
             return _response(400, {"error": str(err), "error_type": "BadEvent"})
         if "data" in event:
-            return _course_event(event, invoker_of, proxied)
+            return _course_event(event, invoker_of, proxied, name_required=invoker is None)
         try:
             request, unpack = endpoint_request(event)
             call = invoker_of(os.environ.get("ENDPOINT_NAME") or _typed_endpoint(event.get("type"), required=False))
@@ -172,9 +172,11 @@ def make_handler(
 
 
 # ---------------------------------------------------------------------- the course's events
-def _course_event(event: dict[str, Any], invoker_of: Callable[[str | None], Invoker], proxied: bool) -> Any:
+def _course_event(
+    event: dict[str, Any], invoker_of: Callable[[str | None], Invoker], proxied: bool, name_required: bool
+) -> Any:
     try:
-        answer = course_answer(event, invoker_of)
+        answer = course_answer(event, invoker_of, name_required)
     except (EventError, ConfigurationError, EndpointError) as err:
         if not proxied:
             raise
@@ -182,8 +184,11 @@ def _course_event(event: dict[str, Any], invoker_of: Callable[[str | None], Invo
     return _response(200, answer) if proxied else answer
 
 
-def course_answer(event: dict[str, Any], invoker_of: Callable[[str | None], Invoker]) -> Any:
-    """Forward `data` unchanged to the endpoint of `type`; the course's sentence(s), or the decoded answer."""
+def course_answer(
+    event: dict[str, Any], invoker_of: Callable[[str | None], Invoker], name_required: bool = True
+) -> Any:
+    """Forward `data` unchanged to the endpoint of `type`; the course's sentence(s), or the decoded answer.
+    (`name_required` False: an injected invoker answers, and the endpoint variables may be unset.)"""
     data, kind = event["data"], event.get("type")
     if kind is None:
         raise EventError('the event has "data" but no "type": use "rating" or "recommendation"')
@@ -193,7 +198,7 @@ def course_answer(event: dict[str, Any], invoker_of: Callable[[str | None], Invo
         body = json.dumps(data).encode()
     else:
         raise EventError(f'"data" must be the request body as a JSON string, got {type(data).__name__}')
-    name = _typed_endpoint(kind, required=True)
+    name = _typed_endpoint(kind, required=name_required) or "the injected invoker"
     print(f"{kind} event -> endpoint {name}")
     status, payload = invoker_of(name)(JSON, body, JSON)
     if status != 200:
