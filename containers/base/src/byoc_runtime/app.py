@@ -34,10 +34,14 @@ def create_app(
     handlers: handler_registry.Handlers | None = None,
     *,
     background_load: bool = True,
+    exit_on_load_failure: bool = False,
 ) -> Flask:
+    """The app of one worker. `exit_on_load_failure` (serve's workers): a model that cannot be loaded ends the
+    process with the boot-error code, so the server stops with the reason instead of answering 503 for ever."""
     settings = settings or ServingSettings.from_env()
     handlers = handlers or handler_registry.resolve(settings)
-    holder = ModelHolder(lambda: handlers.model_fn(str(settings.model_dir))).start(background_load)
+    holder = ModelHolder(lambda: handlers.model_fn(str(settings.model_dir)), exit_on_failure=exit_on_load_failure)
+    holder.start(background_load)
     app = Flask("byoc_runtime")
     # Let the body through to our own check, which answers 413 as JSON; werkzeug's would be HTML.
     app.config["MAX_CONTENT_LENGTH"] = None

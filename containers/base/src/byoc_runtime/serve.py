@@ -16,10 +16,12 @@ import shutil
 import sys
 import tarfile
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
+from . import model_holder
 from .archive import UnsafeArchiveError, safe_extract
 from .serving_settings import ServingSettings
 
@@ -42,7 +44,11 @@ class _Server(BaseApplication):
     def load(self):
         from .app import create_app  # imported in the worker, after fork
 
-        return create_app()
+        try:
+            return create_app(exit_on_load_failure=True)
+        except Exception as err:  # noqa: BLE001 - e.g. a user inference.py that does not import
+            log.exception("the worker could not start")
+            model_holder.fail_worker(f"the worker could not start: {type(err).__name__}: {err}")
 
 
 def gunicorn_options(settings: ServingSettings, switch_user: bool | None = None) -> dict:
@@ -139,8 +145,18 @@ def main() -> int:
         settings.worker_class,
         settings.timeout,
     )
-    _Server(gunicorn_options(settings, switch_user)).run()
+    options = gunicorn_options(settings, switch_user)
+    # A worker that cannot load the model reports why through this pipe and exits with gunicorn's boot-error
+    # code; gunicorn then stops every worker and calls on_exit, where the reason becomes the last log line.
+    options["on_exit"] = partial(_say_why_workers_failed, model_holder.listen_for_failures())
+    _Server(options).run()
     return 0
+
+
+def _say_why_workers_failed(failures: int, _arbiter) -> None:
+    reasons = model_holder.read_failures(failures)
+    if reasons:
+        log.error("cannot serve: %s", reasons[0])
 
 
 if __name__ == "__main__":
