@@ -106,6 +106,28 @@ def test_instances_and_inputs_forms_agree(endpoint):
     assert raw.json() == instances.json()
 
 
+def test_tf_serving_semantics_on_our_own_model(endpoint):
+    """Our trainer's model is a SavedModel like any other: named "model" (TF Serving's layout at the top), version 1,
+    its serving_default takes input_1/input_2 indices; the NCF forms stay ours, the rest is TF Serving's."""
+    url, body = f"{endpoint.url}/invocations", json.dumps({"instances": [{"input_1": 0, "input_2": 5}]})
+
+    def post(data, attributes):
+        headers = {"Content-Type": "application/json", "X-Amzn-SageMaker-Custom-Attributes": attributes}
+        return endpoint.session.post(url, data=data, headers=headers, timeout=60)
+
+    plain = endpoint.invoke(body).json()
+    assert post(body, "tfs-model-name=model,tfs-model-version=1").json() == plain
+    raw = json.dumps({"instances": [{"user_id": 1, "item_id": 6}]})  # raw ids: the NCF extras still apply
+    assert post(raw, "tfs-model-version=000000001").json() == plain
+    signature = json.dumps({"signature_name": "serving_default", "inputs": {"input_1": [0], "input_2": [5]}})
+    assert endpoint.invoke(signature).json() == plain
+    classify = post(json.dumps({"examples": [{"input_1": 0}]}), "tfs-method=classify")
+    assert classify.status_code == 400 and "Expected classification signature" in classify.json()["error"]
+    assert post(body, "tfs-model-version=2").status_code == 404
+    other = endpoint.invoke(json.dumps({"signature_name": "nope", "instances": [{"input_1": 0, "input_2": 5}]}))
+    assert other.status_code == 400 and 'Serving signature name: "nope" not found' in other.json()["error"]
+
+
 def test_top_k_recommendation(endpoint):
     response = endpoint.invoke(json.dumps({"instances": [{"user_id": 7, "top_k": 5}]}))
     assert response.status_code == 200, response.text

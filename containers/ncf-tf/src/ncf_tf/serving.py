@@ -1,22 +1,36 @@
-"""Serving handlers (BYOC_SERVE=ncf_tf.serving): the SavedModel answers TF-Serving-style requests on
-/invocations with {"predictions": [[p], ...]}, or top-k recommendations for users over every item."""
+"""Serving handlers (BYOC_SERVE=ncf_tf.serving): any SavedModel, as SageMaker's TensorFlow Serving container
+serves it, and our own NCF models with their extras.
+
+- Any SavedModel in TensorFlow Serving's layout (layout.py): every version of every model loaded, requests
+  routed by X-Amzn-SageMaker-Custom-Attributes (tfs-model-name, tfs-model-version, tfs-method), TF Serving's
+  REST semantics on any signature (tfs_rest.py, savedmodels.py).
+- A model our trainer wrote (its <base>/ncf/ extras: id maps, each user's training items) also answers what
+  only it can (requests.py): raw user/item ids, top-k recommendations, the course client's one-hot vectors,
+  [user, item] rows, CSV/NPY pairs; {"inputs": ...} is answered as {"predictions": ...} there, as it always
+  was. Everything else to it (another signature, classify/regress, an older version) is TF Serving's.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from byoc_runtime import codecs
-from byoc_runtime.errors import NotAcceptable
+from byoc_runtime.errors import BadRequest, NotAcceptable
 
-from . import artifacts
-from .requests import PairQuery, TopKQuery, parse
+from . import artifacts, layout, savedmodels, tfs_rest
+from .requests import USER_KEYS, PairQuery, TopKQuery, parse
+from .tfs_rest import CLASSIFY, PREDICT, NotFound
 
-ACCEPTS = (codecs.JSON, codecs.CSV, codecs.NPY)
+log = logging.getLogger(__name__)
+ACCEPTS = (codecs.JSON, codecs.JSONLINES, codecs.CSV, codecs.NPY)
 CHUNK = 1 << 16  # rows per model call: bounds the memory of huge batch requests
+DEFAULT_MODEL_ENV = "SAGEMAKER_TFS_DEFAULT_MODEL_NAME"
 
 
 @dataclass
@@ -56,13 +70,53 @@ class NcfModel:
         return answers
 
 
-def model_fn(model_dir: str) -> NcfModel:
-    import tensorflow as tf
+@dataclass
+class Served:
+    """Everything model_fn loaded: the models by name, the default one, and the NCF extras where present."""
 
+    models: dict[str, savedmodels.ServedModel]
+    default: str
+    ncf: dict[str, NcfModel] = field(default_factory=dict)  # model name -> its NCF scorer (newest version)
+
+    def model(self, name: str | None) -> savedmodels.ServedModel:
+        name = name or self.default
+        if name not in self.models:
+            raise NotFound(f"Servable not found for request: Latest({name}) (models: {', '.join(sorted(self.models))})")
+        return self.models[name]
+
+    @property
+    def extras(self) -> artifacts.Extras:
+        """The default model's NCF extras (bench.ncf_tf and our tests use them)."""
+        return self.ncf[self.default].extras
+
+
+def model_fn(model_dir: str) -> Served:
     root = Path(model_dir)
-    loaded = tf.saved_model.load(str(artifacts.saved_model_dir(root)))
-    model = NcfModel(loaded.signatures["serving_default"], artifacts.read_extras(root), loaded)
+    models = {m.name: m for m in savedmodels.load_all(root)}
+    default = layout.default_name(list(models), os.environ.get(DEFAULT_MODEL_ENV) or None)
+    if len(models) > 1:
+        log.info("models %s; requests without tfs-model-name go to %s", ", ".join(sorted(models)), default)
+    ncf = {}
+    for name, served in models.items():
+        if (served.base / artifacts.EXTRAS / "mappings.npz").is_file():
+            ncf[name] = _ncf_model(served)
+    return Served(models, default, ncf)
+
+
+def _ncf_model(served: savedmodels.ServedModel) -> NcfModel:
+    """Our trainer's model: its newest version's serving_default with the id maps and seen items beside it."""
+    newest = served.newest
+    signature = newest.signatures.get(tfs_rest.DEFAULT_SIGNATURE)
+    if signature is None or not {"input_1", "input_2"} <= signature.inputs.keys():
+        raise ValueError(
+            f"{served.base / artifacts.EXTRAS} holds NCF id maps, but {newest.path} has no serving_default "
+            "signature taking input_1 (user index) and input_2 (item index); remove the ncf/ folder to serve it as "
+            "any other SavedModel"
+        )
+    model = NcfModel(newest.functions[tfs_rest.DEFAULT_SIGNATURE], artifacts.read_extras(served.base), newest.loaded)
     model.score(np.zeros(1, np.int32), np.zeros(1, np.int32))  # trace once before the first request
+    log.info("model %s: NCF extras (%d users, %d items) from %s", served.name, model.extras.n_users,
+             model.extras.n_items, served.base / artifacts.EXTRAS)  # fmt: skip
     return model
 
 
@@ -70,7 +124,47 @@ def input_fn(body: bytes, content_type: str) -> Any:
     return codecs.decode(body, content_type)
 
 
-def predict_fn(data: Any, model: NcfModel) -> Any:
+def predict_fn(data: Any, model: Served) -> Any:
+    target = tfs_rest.parse_custom_attributes(_request_header(tfs_rest.CUSTOM_ATTRIBUTES))
+    served = model.model(target.model)
+    servable = served.version(target.version)
+    ncf = model.ncf.get(served.name)
+    if target.method == PREDICT and ncf is not None and servable is served.newest and _for_ncf(data):
+        return _ncf_predict(data, ncf)
+    # JSON Lines and CSV rows are instances, as in SageMaker's container: the body's type tells a list of lines
+    # from a JSON list (input_fn's result is only the data, so that a user's own predict_fn gets what it did)
+    request = tfs_rest.as_tfs_request(data, codecs.media_type(_request_header("Content-Type") or codecs.JSON))
+    if target.method != PREDICT:
+        examples = tfs_rest.examples_request(request, target.method)
+        return TfsAnswer(servable.classify(examples) if target.method == CLASSIFY else servable.regress(examples))
+    if "examples" in request and not ("instances" in request or "inputs" in request):
+        raise BadRequest(
+            "Missing 'inputs' or 'instances' key (a request with 'examples' is for classify or regress: send the "
+            f"header {tfs_rest.CUSTOM_ATTRIBUTES}: tfs-method=classify or tfs-method=regress)"
+        )
+    signature = servable.signature(tfs_rest.signature_name_of(request))
+    parsed = tfs_rest.predict_request(request, signature)
+    return TfsAnswer(tfs_rest.predict_answer(servable.run(signature, parsed.tensors), parsed.row_format))
+
+
+@dataclass(frozen=True)
+class TfsAnswer:
+    body: dict[str, Any]
+
+
+def _for_ncf(data: Any) -> bool:
+    """Whether our NCF handling takes this request: anything but another signature or a classify/regress body."""
+    if isinstance(data, dict):
+        if data.get("signature_name", tfs_rest.DEFAULT_SIGNATURE) != tfs_rest.DEFAULT_SIGNATURE:
+            return False
+        if "examples" in data and not any(k in data for k in ("instances", "inputs", *USER_KEYS)):
+            return False
+    return True
+
+
+def _ncf_predict(data: Any, model: NcfModel) -> Any:
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "signature_name"}
     query = parse(data, model.extras)
     if isinstance(query, TopKQuery):
         return {"predictions": model.top_k(query)}
@@ -78,11 +172,20 @@ def predict_fn(data: Any, model: NcfModel) -> Any:
     return model.score(query.users, query.items).reshape(-1, 1)
 
 
+def _request_header(name: str) -> str | None:
+    """A header of the request being answered (the handlers run inside the Flask request); None outside one."""
+    from flask import has_request_context, request
+
+    return request.headers.get(name) if has_request_context() else None
+
+
 def output_fn(prediction: Any, accept: str) -> bytes:
     kind = codecs.media_type(accept)
+    if isinstance(prediction, TfsAnswer):
+        return codecs.encode(prediction.body, accept)
     if isinstance(prediction, dict):
-        if kind != codecs.JSON:
-            raise NotAcceptable("top-k recommendations are answered as application/json only")
+        if kind not in (codecs.JSON, codecs.JSONLINES):
+            raise NotAcceptable("top-k recommendations are answered as application/json (or jsonlines) only")
         return codecs.encode(prediction, accept)
     if kind in (codecs.CSV, codecs.NPY):
         return codecs.encode(prediction, accept)
