@@ -121,7 +121,11 @@ def compile_lock(target: Target) -> str:
     ]
     if target.parents:
         header.append(f"# against {target.parents[0].relative_to(ROOT).as_posix()} (what that layer has is left out)")
-    header += [f"{PROVIDED_LINE}{name} (by {provider}: not installed)" for provider, name in PROVIDERS.items() if name in provided]
+    header += [
+        f"{PROVIDED_LINE}{name} (by {provider}: not installed)"
+        for provider, name in PROVIDERS.items()
+        if name in provided
+    ]
     header += [
         "# Do not edit: the Dockerfile installs exactly these (pip --no-deps --require-hashes).",
         f"{DIGEST_LINE}{target.digest()}",
