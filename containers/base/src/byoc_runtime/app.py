@@ -88,6 +88,7 @@ def create_app(
             request.headers.get("Content-Type"),
             request.headers.get("Accept"),
             max_payload_bytes=settings.max_payload_bytes,
+            max_response_bytes=settings.max_response_bytes,
             default_accept=settings.default_accept,
         )
         return Response(payload, status=status, mimetype=mimetype)

@@ -3,7 +3,9 @@
 No Flask here, so the logic is testable and benchmarkable without HTTP. Errors never leak tracebacks to
 the client: InvocationError subclasses carry their status; what handlers raise while reading a request
 (ValueError, KeyError, IndexError, TypeError, OverflowError, RecursionError) is a 400 with its message;
-MemoryError a 413; anything else is a 500 logged with its trace.
+MemoryError a 413; anything else is a 500 logged with its trace. An answer over the response limit
+(SageMaker's InvokeEndpoint returns at most 6 MB) is a 413 that says how many instances would fit, not a
+response the platform would fail with its own, vaguer, error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ def payload_too_large(size: str, limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body is {size}; the limit is {limit} bytes (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
 
 
+def response_too_large(size: int, limit: int, count: int | None) -> PayloadTooLarge:
+    """The 413 of an answer over the response limit; with the number of predictions, how many would fit."""
+    hint = "send fewer instances per request"
+    if count:
+        fit = int(limit // (size / count))
+        hint = f"its {count} predictions average {size // count} bytes: send at most {fit} instances per request"
+    return PayloadTooLarge(
+        f"The response would be {size} bytes, over the {limit}-byte limit of a SageMaker endpoint's answer "
+        f"(BYOC_MAX_RESPONSE_MB); {hint}"
+    )
+
+
 def error_response(error: InvocationError) -> tuple[int, bytes, str]:
     return error.status, codecs.json_codec.encode(error.to_dict()), JSON
 
@@ -36,6 +50,7 @@ def invoke(
     accept: str | None,
     *,
     max_payload_bytes: int | None = None,
+    max_response_bytes: int | None = None,
     default_content_type: str = JSON,
     default_accept: str = JSON,
 ) -> tuple[int, bytes, str]:
@@ -46,13 +61,15 @@ def invoke(
         # A user's output side (accepts None) decides what it can write: pass it the client's preferred type.
         offered = ["*/*"] if handlers.accepts is None else list(handlers.accepts)
         response_type = codecs.negotiate(accept, offered, default_accept)
-        result = _run_handlers(handlers, model, body, content_type, response_type)
+        result, count = _run_handlers(handlers, model, body, content_type, response_type)
         if isinstance(result, tuple):
             payload, response_type = result
         else:
             payload = result
         if isinstance(payload, str):
             payload = payload.encode()
+        if max_response_bytes and len(payload) > max_response_bytes:
+            raise response_too_large(len(payload), max_response_bytes, count)
         return 200, payload, response_type
     except InvocationError as err:
         return error_response(err)
@@ -64,19 +81,30 @@ def invoke(
         return error_response(InvocationError("The model server failed to process the request; see its log"))
 
 
-def _run_handlers(handlers: Handlers, model: Any, body: bytes, content_type: str, accept: str) -> Any:
+def _run_handlers(
+    handlers: Handlers, model: Any, body: bytes, content_type: str, accept: str
+) -> tuple[Any, int | None]:
+    """(what the handlers answered, the number of predictions where it is known)."""
     if handlers.transform_fn is not None:
-        return _client_errors(handlers.transform_fn, model, body, content_type, accept)
+        return _client_errors(handlers.transform_fn, model, body, content_type, accept), None
     data = _client_errors(handlers.input_fn, body, content_type)
     prediction = _client_errors(handlers.predict_fn, data, model)
     try:
-        return handlers.output_fn(prediction, accept)
+        return handlers.output_fn(prediction, accept), _count(prediction)
     except InvocationError:
         raise
     except (ValueError, TypeError, OverflowError) as err:
         raise NotAcceptable(f"The prediction cannot be written as {accept}: {err}") from None
     except RecursionError:
         raise NotAcceptable(f"The prediction cannot be written as {accept}: it is nested too deeply") from None
+
+
+def _count(prediction: Any) -> int | None:
+    """How many predictions: a list's length or an array's rows; None when it cannot be told."""
+    if isinstance(prediction, list | tuple):
+        return len(prediction)
+    shape = getattr(prediction, "shape", None)
+    return int(shape[0]) if isinstance(shape, tuple) and shape else None
 
 
 def _client_errors(fn, *args):

@@ -25,21 +25,31 @@ class ServingSettings:
     program: str | None = None  # SAGEMAKER_PROGRAM: a user inference script
     submit_directory: str | None = None
     default_accept: str = "application/json"
+    # SageMaker's InvokeEndpoint answers at most 6 MB; a batch transform's records may be as large as its
+    # MaxPayloadInMB. 0: no limit.
+    max_response_mb: float = 6.0
 
     @property
     def max_payload_bytes(self) -> int:
         return int(self.max_payload_mb * 1024 * 1024)
+
+    @property
+    def max_response_bytes(self) -> int | None:
+        return int(self.max_response_mb * 1024 * 1024) or None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServingSettings:
         env = os.environ if environ is None else environ
         cores = os.cpu_count() or 1
         workers = int(env.get("SAGEMAKER_MODEL_SERVER_WORKERS") or cores)
+        max_payload_mb = float(env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB") or 6)
+        max_response_mb = env.get("BYOC_MAX_RESPONSE_MB")
         return cls(
             port=int(env.get("SAGEMAKER_BIND_TO_PORT") or 8080),
             workers=max(1, workers),
             timeout=int(env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or 60),
-            max_payload_mb=float(env.get("SAGEMAKER_MAX_PAYLOAD_IN_MB") or 6),
+            max_payload_mb=max_payload_mb,
+            max_response_mb=float(max_response_mb) if max_response_mb else max(6.0, max_payload_mb),
             batch_strategy=env.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD",
             max_concurrent_transforms=int(env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"])
             if env.get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
