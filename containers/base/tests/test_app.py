@@ -102,6 +102,22 @@ def test_payload_limit_is_413_json(client):
     assert response.get_json()["error_type"] == "PayloadTooLarge"
 
 
+def test_an_answer_over_the_response_limit_is_413_saying_how_many_instances_fit(linear_model_dir):
+    handlers = Handlers(model_fn=lambda d: object(), predict_fn=lambda data, model: [{"row": "x" * 1000}] * data["n"])
+    settings = settings_for(linear_model_dir, max_response_mb=0.01)  # 10,485 bytes
+    client = create_app(settings, handlers, background_load=False).test_client()
+    response = post(client, b'{"n": 20}')
+    assert response.status_code == 413 and response.get_json()["error_type"] == "PayloadTooLarge"
+    reason = response.get_json()["error"]
+    assert "over the 10485-byte limit" in reason and "its 20 predictions average" in reason, reason
+    fit = int(reason.split("send at most ")[1].split()[0])
+    assert post(client, json.dumps({"n": fit}).encode()).status_code == 200
+    assert post(client, json.dumps({"n": fit + 1}).encode()).status_code == 413
+    assert ServingSettings.from_env({}).max_response_bytes == 6 * 1024 * 1024
+    assert ServingSettings.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"}).max_response_mb == 100
+    assert ServingSettings.from_env({"BYOC_MAX_RESPONSE_MB": "0"}).max_response_bytes is None
+
+
 def test_wrong_routes_are_json(client):
     assert client.get("/nope").get_json()["error_type"] == "NotFound"
     assert client.get("/invocations").status_code == 405
