@@ -45,3 +45,51 @@ def make_model(kind: str = "mf") -> Recommender:
         rated_indptr=indptr,
         rated_indices=indices,
     )
+
+
+def make_object2vec_model(num_classes: int = 1) -> Recommender:
+    """An Object2Vec-mode model. A regressor is the biased-MF core: <p_u, q_i> + biases + 3 (as make_model("mf")).
+    A classifier has identity towers (encoding = the token embedding, 2-d), the hadamard comparator and no MLP
+    layer: its logits are [0, 4 * <p_u, q_i>] (class 1, "liked", where the factors agree)."""
+    eye = np.eye(2, dtype=np.float32)
+    params = {"user_embedding": USER_FACTORS, "item_embedding": ITEM_FACTORS}
+    if num_classes == 1:
+        params.update(
+            user_bias=np.array([0.1, -0.1, 0.0], dtype=np.float32),
+            item_bias=np.array([0.2, 0.0, -0.2, 0.1], dtype=np.float32),
+            global_bias=np.array([3.0], dtype=np.float32),
+        )
+    else:  # logit of class 1 = 4 * sum(e0 * e1); class 0 = 0
+        params.update(
+            user_encoder_weight=eye,
+            user_encoder_bias=np.zeros(2, dtype=np.float32),
+            item_encoder_weight=eye,
+            item_encoder_bias=np.zeros(2, dtype=np.float32),
+            output_weight=np.array([[0.0, 0.0], [4.0, 4.0]], dtype=np.float32),
+            output_bias=np.zeros(2, dtype=np.float32),
+        )
+    settings = {
+        "token_dims": [2, 2],
+        "enc_dim": 2,
+        "comparators": ["hadamard"],
+        "mlp_dim": 2,
+        "mlp_layers": 0,
+        "mlp_activation": "linear",
+        "output_layer": "mean_squared_error" if num_classes == 1 else "softmax",
+        "num_classes": num_classes,
+    }
+    users, items = np.array([u for u, _ in RATED]), np.array([i for _, i in RATED])
+    indptr, indices = rated_csr(users, items, len(USER_IDS))
+    return Recommender(
+        kind="object2vec",
+        users=IdIndex(USER_IDS),
+        items=IdIndex(ITEM_IDS),
+        params=params,
+        min_rating=1.0 if num_classes == 1 else 0.0,
+        max_rating=5.0 if num_classes == 1 else 1.0,
+        mean_rating=3.2 if num_classes == 1 else 0.5,
+        titles=np.array(["A (1990)", "B (1991)", "", "D (1993)"]),
+        rated_indptr=indptr,
+        rated_indices=indices,
+        settings={"object2vec": settings},
+    )

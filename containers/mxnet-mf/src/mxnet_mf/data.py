@@ -1,9 +1,11 @@
 """MovieLens rating and title files as users have them, and the id <-> contiguous index mapping.
 
 Ratings: `u.data` / `ua.base` / `u1.base` (tab: user, item, rating, timestamp), `ratings.dat` (`::`),
-`ratings.csv` (header userId,movieId,rating,timestamp). Titles: `u.item` (`|`, latin-1), `movies.dat`
-(`::`), `movies.csv` (header movieId,title,genres, quoted titles). Ids stay as the user wrote them:
-integers when every id of a column is one, else strings.
+`ratings.csv` (header userId,movieId,rating,timestamp), or Object2Vec's JSON Lines (`{"in0": [user], "in1":
+[item], "label": 4.0}` per line), told apart by the channel's ContentType (application/jsonlines) or, without
+one, by the first byte. Titles: `u.item` (`|`, latin-1), `movies.dat` (`::`), `movies.csv` (header
+movieId,title,genres, quoted titles). Ids stay as the user wrote them: integers when every id of a column is
+one, else strings (JSON Lines tokens are always integers).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from byoc_runtime import training_data
+from byoc_runtime.codecs import json_codec
 from byoc_runtime.errors import DataError
-from byoc_runtime.training_data import HEAD_BYTES, check_file_kind
+from byoc_runtime.training_data import HEAD_BYTES, check_file_kind, describe
 from byoc_runtime.training_env import Channel
 
 
@@ -40,6 +43,50 @@ class RatingTable:
             return np.concatenate(parts)
 
         return cls(column("users"), column("items"), np.concatenate([t.ratings for t in tables]))
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What the job asks of every row beyond being well formed (Object2Vec mode): ids that are integer tokens
+    below the vocabulary sizes, and labels that are classes 0..num_classes-1 (output_layer softmax)."""
+
+    vocab0: int | None = None
+    vocab1: int | None = None
+    num_classes: int | None = None
+
+    def check(self, source: str, lines: list[int], users: np.ndarray, items: np.ndarray, labels: np.ndarray) -> None:
+        for column, vocab, name in ((users, self.vocab0, "in0 (user)"), (items, self.vocab1, "in1 (item)")):
+            if vocab is None:
+                continue
+            encoder = name[2]
+            if column.dtype.kind not in "iu":
+                row = next(n for n, value in enumerate(column.tolist()) if not _is_integer(value))
+                raise DataError(
+                    f"{source} line {lines[row]}: the {name} id {column[row]!r} is not an integer token; "
+                    f"enc{encoder}_vocab_size is set, so ids must be tokens 0 to {vocab - 1}"
+                )
+            bad = np.flatnonzero((column < 0) | (column >= vocab))
+            if bad.size:
+                raise DataError(
+                    f"{source} line {lines[bad[0]]}: the {name} token {column[bad[0]]} is outside "
+                    f"enc{encoder}_vocab_size {vocab} (tokens 0 to {vocab - 1}; {bad.size} such line(s))"
+                )
+        if self.num_classes is not None:
+            bad = np.flatnonzero((labels != np.round(labels)) | (labels < 0) | (labels >= self.num_classes))
+            if bad.size:
+                raise DataError(
+                    f"{source} line {lines[bad[0]]}: the label {float(labels[bad[0]]):g} is not a class of "
+                    f"output_layer softmax with num_classes {self.num_classes} (labels 0 to {self.num_classes - 1}; "
+                    f"{bad.size} such line(s)); binarize ratings first, e.g. 1 if rating > 3 else 0"
+                )
+
+
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def decode_text(blob: bytes) -> str:
@@ -76,7 +123,7 @@ def id_column(cells: Iterable[str]) -> np.ndarray:
         return np.array(values, dtype=str)
 
 
-def parse_ratings(text: str, source: str = "ratings") -> RatingTable:
+def parse_ratings(text: str, source: str = "ratings", expect: Expect | None = None) -> RatingTable:
     """Rows of user, item, rating[, timestamp]; a header row (ratings.csv) is skipped. A bad row raises
     DataError naming `source` and its 1-based line number (blank lines count, as in an editor)."""
     numbered = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
@@ -116,12 +163,81 @@ def parse_ratings(text: str, source: str = "ratings") -> RatingTable:
                 raise DataError(f"{source} line {number}: the rating {cell!r} is not a finite number")
     users = id_column(row[0].strip() for row in rows)
     items = id_column(row[1].strip() for row in rows)
+    if expect is not None:
+        expect.check(source, [number for number, _ in numbered], users, items, ratings)
     return RatingTable(users, items, ratings)
+
+
+JSONLINES_TYPES = ("application/jsonlines", "application/jsonl", "application/x-jsonlines", "application/json-lines")
+_EXAMPLE = '{"in0": [196], "in1": [242], "label": 3.0}'
+
+
+def parse_jsonlines(text: str, source: str = "ratings", expect: Expect | None = None) -> RatingTable:
+    """Object2Vec's training format: one object per line with in0 and in1 (one integer token each: the user
+    and the item) and a numeric label (a rating, or a class for output_layer softmax). A bad line raises
+    DataError naming `source` and its 1-based line number."""
+    users: list[int] = []
+    items: list[int] = []
+    labels: list[float] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json_codec.loads(line)
+        except ValueError as err:
+            raise DataError(f"{source} line {number} is not JSON ({err}): {line.strip()[:80]!r}") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{source} line {number}: expected an object such as {_EXAMPLE}, got {line.strip()[:80]!r}")
+        users.append(_token(row, "in0", source, number))
+        items.append(_token(row, "in1", source, number))
+        label = row.get("label")
+        if label is None:
+            raise DataError(f'{source} line {number} has no "label" (expected e.g. {_EXAMPLE})')
+        if isinstance(label, bool) or not isinstance(label, int | float):
+            raise DataError(f"{source} line {number}: the label {label!r} is not a number")
+        labels.append(float(label))
+        lines.append(number)
+    if not lines:
+        raise DataError(f"{source} has no JSON lines")
+    table = RatingTable(np.array(users, dtype=np.int64), np.array(items, dtype=np.int64), np.array(labels, np.float32))
+    if not np.all(np.isfinite(table.ratings)):
+        row = int(np.flatnonzero(~np.isfinite(table.ratings))[0])
+        raise DataError(f"{source} line {lines[row]}: the label {labels[row]!r} is too large for a 32-bit float")
+    if expect is not None:
+        expect.check(source, lines, table.users, table.items, table.ratings)
+    return table
+
+
+def _token(row: dict, key: str, source: str, number: int) -> int:
+    value = row.get(key)
+    if value is None:
+        raise DataError(f'{source} line {number} has no "{key}" (expected e.g. {_EXAMPLE})')
+    if isinstance(value, list) and len(value) != 1:
+        raise DataError(
+            f"{source} line {number}: {key} holds {len(value)} tokens; mxnet-mf reads one token per input "
+            f"(a user id in in0, an item id in in1), e.g. {_EXAMPLE}"
+        )
+    token = value[0] if isinstance(value, list) else None
+    if isinstance(token, bool) or not isinstance(token, int):
+        raise DataError(
+            f"{source} line {number}: {key} must be a list of one integer token such as [196], got {value!r}"
+        )
+    return token
+
+
+def is_jsonlines(content_type: str | None, head: bytes) -> bool:
+    """JSON Lines by the channel's ContentType, or (none declared) by a first non-blank byte `{`."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media in JSONLINES_TYPES:
+        return True
+    return not media and head.lstrip()[:1] == b"{"
 
 
 READS = (
     "mxnet-mf reads MovieLens rating text (u.data / ua.base tab-separated, ratings.dat '::'-separated, "
-    "ratings.csv): declare text/csv or no ContentType"
+    "ratings.csv) or Object2Vec JSON Lines (" + _EXAMPLE + " per line): declare text/csv, "
+    "application/jsonlines or no ContentType"
 )
 
 
@@ -134,10 +250,21 @@ def channel_blobs(channel: Channel) -> list[tuple[str, bytes]]:
     return blobs
 
 
-def read_ratings(channel: Channel) -> RatingTable:
-    tables = [
-        parse_ratings(decode_text(blob), f"Channel '{channel.name}': {name}") for name, blob in channel_blobs(channel)
-    ]
+def read_ratings(channel: Channel, expect: Expect | None = None) -> RatingTable:
+    """Every file of the channel: MovieLens rating text or Object2Vec JSON Lines, file by file."""
+    tables = []
+    for name, blob in channel_blobs(channel):
+        source = f"Channel '{channel.name}': {name}"
+        head = blob[:HEAD_BYTES]
+        if is_jsonlines(channel.content_type, head):
+            if blob.strip() and head.lstrip()[:1] != b"{":
+                raise DataError(
+                    f"Channel '{channel.name}' is declared {channel.content_type} but {name} looks like "
+                    f"{describe(head)}; {READS}"
+                )
+            tables.append(parse_jsonlines(decode_text(blob), source, expect))
+        else:
+            tables.append(parse_ratings(decode_text(blob), source, expect))
     return RatingTable.concat(tables)
 
 

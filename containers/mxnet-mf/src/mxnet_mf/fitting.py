@@ -47,6 +47,13 @@ class FitConfig:
     num_gpus: int = 0
     checkpoint_dir: Path | None = None
     write_checkpoints: bool = True  # the master only, in a multi-host job
+    object2vec: dict[str, Any] | None = None  # model object2vec: object2vec.network_settings
+    early_stopping: tuple[int, float] | None = None  # (patience, tolerance) on the validation loss
+
+
+def classes(config: FitConfig) -> int:
+    """1 for a regression (squared error), else the softmax's number of classes."""
+    return config.object2vec["num_classes"] if config.object2vec else 1
 
 
 @dataclass
@@ -57,6 +64,8 @@ class FitResult:
     interrupted: bool = False
     samples_per_second: float = 0.0
     resumed_from: int | None = None
+    best_epoch: int | None = None  # early stopping: the epoch whose weights the net holds at the end
+    stopped_early: bool = False
 
 
 def contexts(num_gpus: int) -> list[mx.Context]:
@@ -86,18 +95,24 @@ def fit(
     np.random.seed(config.seed)
     ctx = contexts(config.num_gpus)
     distributed = config.kvstore.startswith("dist")
-    net = networks.build(
-        config.model,
-        num_users,
-        num_items,
-        config.num_factors,
-        config.hidden_units,
-        config.dropout,
-        global_mean,
-        sparse_grad=not distributed and len(ctx) == 1,
-    )
+    sparse_grad = not distributed and len(ctx) == 1
+    if config.object2vec:
+        net = networks.build_object2vec(config.object2vec, num_users, num_items, global_mean, sparse_grad)
+    else:
+        net = networks.build(
+            config.model,
+            num_users,
+            num_items,
+            config.num_factors,
+            config.hidden_units,
+            config.dropout,
+            global_mean,
+            sparse_grad=sparse_grad,
+        )
     net.initialize(ctx=ctx)
-    objective = _Objective(net, config.l2)
+    objective = _Objective(net, config.l2, classes(config) > 1)
+    train_metric = "train_cross_entropy" if classes(config) > 1 else "train_rmse"
+    stopper = _EarlyStopping(*config.early_stopping, classes(config) > 1) if config.early_stopping else None
     objective.hybridize(static_alloc=True, static_shape=True)
     kvstore = mx.kv.create(config.kvstore) if distributed or len(ctx) > 1 else config.kvstore
     workers = kvstore.num_workers if distributed else 1
@@ -115,6 +130,8 @@ def fit(
     if found is not None and found.epoch > 0:
         result.epochs_done, result.history, result.resumed_from = found.epoch, list(found.history), found.epoch
         print(f"resuming from checkpoint at epoch {found.epoch}", flush=True)
+        if stopper is not None:
+            stopper.replay(result.history, net)
 
     # Data on the device (several GPUs: on the CPU, split per batch).
     home = ctx[0] if len(ctx) == 1 else mx.cpu()
@@ -152,7 +169,8 @@ def fit(
             seen += size
             if interrupt.requested():
                 break
-        train_rmse = None if interrupt.requested() else float(np.sqrt(squared_error.asscalar() / max(seen, 1)))
+        mean_loss = squared_error.asscalar() / max(seen, 1)
+        train_value = None if interrupt.requested() else float(mean_loss if classes(config) > 1 else np.sqrt(mean_loss))
         seconds = time.perf_counter() - started
         trained_samples, trained_seconds = trained_samples + seen, trained_seconds + seconds
         if interrupt.requested():
@@ -161,7 +179,7 @@ def fit(
             print(f"SIGTERM: checkpoint saved after {result.epochs_done} epochs", flush=True)
             result.interrupted = True
             break
-        record = {"epoch": epoch + 1, "train_rmse": train_rmse, "samples_per_second": seen / seconds}
+        record = {"epoch": epoch + 1, train_metric: train_value, "samples_per_second": seen / seconds}
         if evaluate is not None:
             record.update(evaluate(net))
         for name, value in record.items():
@@ -170,22 +188,73 @@ def fit(
         result.history.append(record)
         result.epochs_done = epoch + 1
         _checkpoint(config, net, trainer, result.epochs_done, signature, result.history, distributed)
+        if stopper is not None and stopper.update(record, net):
+            print(
+                f"early stopping after epoch {epoch + 1}: no validation loss decrease of {stopper.tolerance:g} "
+                f"in {stopper.patience} epochs; keeping epoch {stopper.best_epoch}",
+                flush=True,
+            )
+            result.stopped_early = True
+            break
+    if stopper is not None and stopper.best_epoch and not result.interrupted:
+        stopper.restore(net)
+        result.best_epoch = stopper.best_epoch
     result.samples_per_second = trained_samples / trained_seconds if trained_seconds else 0.0
     return result
 
 
 class _Objective(gluon.HybridBlock):
-    """(loss per rating, the batch's summed squared error), inside the cached graph: one op per batch, not
-    five. The loss is the squared error plus the per-rating L2 penalty; only it is back-propagated."""
+    """(loss per rating, the batch's summed error), inside the cached graph: one op per batch, not five.
+    The error is the squared error (regression) or the cross-entropy of the label's class (softmax); the
+    loss adds the per-rating L2 penalty; only it is back-propagated."""
 
-    def __init__(self, net: gluon.HybridBlock, l2: float):
+    def __init__(self, net: gluon.HybridBlock, l2: float, softmax: bool = False):
         super().__init__()
-        self.net, self.l2 = net, l2
+        self.net, self.l2, self.softmax = net, l2, softmax
 
     def hybrid_forward(self, F, users, items, ratings):
-        error = F.square(self.net(users, items) - ratings)
+        if self.softmax:
+            error = -F.pick(F.log_softmax(self.net(users, items), axis=1), ratings, axis=1)
+        else:
+            error = F.square(self.net(users, items) - ratings)
         loss = error + self.l2 * self.net.penalty(F, users, items) if self.l2 else error
         return loss, F.sum(F.stop_gradient(error))
+
+
+class _EarlyStopping:
+    """Object2Vec's rule: stop when the validation loss (MSE, or cross-entropy for softmax) has not
+    decreased by `tolerance` from the best for `patience` epochs; the best epoch's weights are kept."""
+
+    def __init__(self, patience: int, tolerance: float, softmax: bool):
+        self.patience, self.tolerance = patience, tolerance
+        self.metric = "validation_cross_entropy" if softmax else "validation_mse"
+        self.reference, self.waited = float("inf"), 0  # the loss an epoch must beat by `tolerance`
+        self.best, self.best_epoch, self.weights = float("inf"), 0, None  # the lowest loss and its weights
+
+    def update(self, record: dict, net) -> bool:
+        """After an epoch: remember its weights if its loss is the lowest yet; True when training should stop."""
+        loss = record.get(self.metric)
+        if loss is None:
+            return False
+        if loss < self.best:
+            self.best, self.best_epoch = loss, record["epoch"]
+            self.weights = {name: p.data().copy() for name, p in net.collect_params().items()}
+        if loss < self.reference - self.tolerance:
+            self.reference, self.waited = loss, 0
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def replay(self, history: list[dict], net) -> None:
+        """Resuming: the state the finished epochs left (their best weights are gone: the current ones stand in)."""
+        for record in history:
+            self.update(record, net)
+
+    def restore(self, net) -> None:
+        if self.weights is None:
+            return
+        for name, param in net.collect_params().items():
+            param.set_data(self.weights[name])
 
 
 def _checkpoint(config: FitConfig, net, trainer, epoch: int, signature, history, distributed: bool) -> None:

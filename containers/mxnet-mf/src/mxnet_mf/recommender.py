@@ -28,7 +28,7 @@ SCORE_CHUNK_ELEMENTS = 1 << 23
 
 @dataclass
 class Recommender:
-    kind: str  # mf | deep | mlp
+    kind: str  # mf | deep | mlp | object2vec
     users: IdIndex
     items: IdIndex
     params: dict[str, np.ndarray]
@@ -44,7 +44,12 @@ class Recommender:
         p = {name: value.astype(np.float32) for name, value in self.params.items()}
         self.user_embedding, self.item_embedding = p["user_embedding"], p["item_embedding"]
         self.user_bias, self.item_bias = p.get("user_bias"), p.get("item_bias")
-        self.global_bias = float(p["global_bias"].ravel()[0])
+        self.global_bias = float(p["global_bias"].ravel()[0]) if "global_bias" in p else self.mean_rating
+        # An Object2Vec classifier runs its towers and MLP; an Object2Vec regression is the biased-MF core.
+        self.object2vec = Object2VecForward(p, self.settings["object2vec"]) if "user_encoder_weight" in p else None
+        if self.object2vec is not None:
+            self.item_unit = _unit_rows(self.object2vec.encode_items(np.arange(len(self.item_embedding))))
+            return
         factors = self.user_embedding.shape[1]
         hidden = sorted(
             (int(name.split("_")[1]), name) for name in p if name.startswith("hidden_") and name.endswith("_weight")
@@ -57,8 +62,26 @@ class Recommender:
             first_weight, first_bias = self.layers[0]
             self.user_first = first_weight[:factors]
             self.item_projection = self.item_embedding @ first_weight[factors:] + first_bias
-        norms = np.linalg.norm(self.item_embedding, axis=1, keepdims=True)
-        self.item_unit = self.item_embedding / np.maximum(norms, 1e-12)
+        self.item_unit = _unit_rows(self.item_embedding)
+
+    @property
+    def classifier(self) -> bool:
+        return self.object2vec is not None and self.object2vec.classes > 1
+
+    @property
+    def num_classes(self) -> int:
+        return self.object2vec.classes if self.object2vec is not None else 1
+
+    def encode_users(self, users: np.ndarray) -> np.ndarray:
+        """The user tower's output (an Object2Vec classifier: the encoder's; else the embedding row)."""
+        if self.object2vec is not None:
+            return self.object2vec.encode_users(users)
+        return self.user_embedding[users]
+
+    def encode_items(self, items: np.ndarray) -> np.ndarray:
+        if self.object2vec is not None:
+            return self.object2vec.encode_items(items)
+        return self.item_embedding[items]
 
     # ------------------------------------------------------------------ scores
     def _offsets(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -74,13 +97,19 @@ class Recommender:
         return (hidden @ self.output[0])[..., 0] + self.output[1][0]
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Raw model output for known (user index, item index) pairs."""
-        if self.kind == "mf":
+        """Raw model output for known (user index, item index) pairs (object2vec softmax: the logits)."""
+        if self.object2vec is not None:
+            return self.object2vec.forward(users, items)
+        if self.kind in ("mf", "object2vec"):
             interaction = np.einsum("ij,ij->i", self.user_embedding[users], self.item_embedding[items])
         else:
             first = self.user_embedding[users] @ self.user_first + self.item_projection[items]
             interaction = self._mlp_tail(np.maximum(first, 0))
         return interaction + self._offsets(users, items)
+
+    def probabilities(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """A classifier's class probabilities (len, num_classes) for known index pairs."""
+        return _softmax(self.score(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)))
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Ratings clipped to the training range. Index -1 (an id unseen in training) falls back to the
@@ -103,8 +132,11 @@ class Recommender:
         return np.clip(out, self.min_rating, self.max_rating)
 
     def score_all_items(self, users: np.ndarray) -> np.ndarray:
-        """(len(users), num_items) raw scores: one matrix product for mf, chunked MLP for deep/mlp."""
-        if self.kind == "mf":
+        """(len(users), num_items) raw scores: one matrix product for mf, chunked MLP for deep/mlp and
+        object2vec (a softmax classifier: the probability of the highest class, "liked")."""
+        if self.object2vec is not None:
+            return self._object2vec_all_items(users)
+        if self.kind in ("mf", "object2vec"):
             scores = self.user_embedding[users] @ self.item_embedding.T
         else:
             num_items = len(self.item_embedding)
@@ -117,6 +149,20 @@ class Recommender:
         if self.user_bias is not None:
             scores += self.user_bias[users][:, None] + self.item_bias[None, :]
         return scores + self.global_bias
+
+    def _object2vec_all_items(self, users: np.ndarray) -> np.ndarray:
+        num_items = len(self.item_embedding)
+        per_chunk = max(1, SCORE_CHUNK_ELEMENTS // (num_items * self.object2vec.width))
+        width = self.object2vec.classes
+        scores = np.empty((len(users), num_items), dtype=np.float32)
+        for start in range(0, len(users), per_chunk):
+            chunk = users[start : start + per_chunk]
+            pair_users = np.repeat(chunk, num_items)
+            pair_items = np.tile(np.arange(num_items), len(chunk))
+            out = self.score(pair_users, pair_items)
+            out = _softmax(out)[:, width - 1] if width > 1 else out
+            scores[start : start + len(chunk)] = out.reshape(len(chunk), num_items)
+        return scores
 
     # ------------------------------------------------------------------ top-k
     def rated_mask_indices(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -206,6 +252,59 @@ class Recommender:
             rated_indices=arrays.get("rated_indices"),
             settings=settings,
         )
+
+
+class Object2VecForward:
+    """networks.Object2VecNet's classifier in numpy: towers (embedding -> linear projection), comparator, MLP,
+    logits."""
+
+    ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0), "linear": lambda x: x}
+
+    def __init__(self, p: dict[str, np.ndarray], settings: dict):
+        self.user_embedding, self.item_embedding = p["user_embedding"], p["item_embedding"]
+        self.user_encoder = (p["user_encoder_weight"].T.copy(), p["user_encoder_bias"])
+        self.item_encoder = (p["item_encoder_weight"].T.copy(), p["item_encoder_bias"])
+        count = sum(1 for name in p if name.startswith("hidden_") and name.endswith("_weight"))
+        self.layers = [(p[f"hidden_{n}_weight"].T.copy(), p[f"hidden_{n}_bias"]) for n in range(count)]
+        self.output = (p["output_weight"].T.copy(), p["output_bias"])
+        self.comparators = list(settings["comparators"])
+        self.activation = self.ACTIVATIONS[settings["mlp_activation"]]
+        self.classes = int(settings["num_classes"])
+        first = self.layers[0][0] if self.layers else self.output[0]
+        self.width = first.shape[0] + (first.shape[1] if self.layers else 0)  # floats per pair, for chunking
+
+    def encode_users(self, users: np.ndarray) -> np.ndarray:
+        weight, bias = self.user_encoder
+        return self.user_embedding[users] @ weight + bias
+
+    def encode_items(self, items: np.ndarray) -> np.ndarray:
+        weight, bias = self.item_encoder
+        return self.item_embedding[items] @ weight + bias
+
+    def forward(self, users, items) -> np.ndarray:
+        e0, e1 = self.encode_users(users), self.encode_items(items)
+        parts = []
+        for name in self.comparators:
+            if name == "hadamard":
+                parts.append(e0 * e1)
+            elif name == "concat":
+                parts += [e0, e1]
+            else:
+                parts.append(np.abs(e0 - e1))
+        hidden = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        for weight, bias in self.layers:
+            hidden = self.activation(hidden @ weight + bias)
+        out = hidden @ self.output[0] + self.output[1]
+        return out if self.classes > 1 else out[:, 0]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _unit_rows(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def rated_csr(users: np.ndarray, items: np.ndarray, num_users: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,12 +2,19 @@
 
 The task of each instance is its "task" field ("rating" | "recommend" | "similar"), or the request's
 top-level "task", or else read off its fields:
-  {"in0": [user], "in1": [item]}      rating, answered {"scores": [r]} (Object2Vec's request/response shape)
+  {"in0": [user], "in1": [item]}      rating, answered {"scores": [r]} (Object2Vec's request/response shape);
+                                      an Object2Vec softmax model: {"scores": [p0, p1], "predicted_label": k}
+  {"in0": [user]} or {"in1": [item]}  the tower's encoding, answered {"embeddings": [...]} (Object2Vec's
+                                      encoder-embedding inference)
   {"user_id": u, "item_id": i}        rating, answered {"rating": r}
   {"user_id": u[, "k", "exclude_rated"]}  top-k items for the user (default k=10, exclude_rated=true)
   {"item_id": i[, "k"]}               nearest items by cosine similarity of item embeddings (default k=5)
 One request may mix tasks; each task runs vectorised over all its instances. CSV rows `user,item` are
 ratings (answered one rating per line). Ids are the ones of the training files (196 or "196").
+JSON Lines requests (one instance per line, application/jsonlines) and answers (Accept:
+application/jsonlines, one prediction per line) work as Object2Vec's do. An answer over SageMaker's 6 MB
+response limit (1,680 movies' 2,048-float encodings are 75 MB of JSON) is a 413 that says how many
+instances fit (the shared runtime's limit, BYOC_MAX_RESPONSE_MB).
 
 Unknown ids answer 400 naming them, unless the request says "unknown_ids": "fallback": a rating then
 falls back to the known side's bias + the global bias (mlp: the mean rating) and a recommendation for
@@ -36,6 +43,8 @@ TASKS = {
     "recommendation": "recommend",
     "similar": "similar",
     "similar_items": "similar",
+    "embed": "embed",
+    "embeddings": "embed",
 }
 DEFAULT_K = {"recommend": 10, "similar": 5}
 MAX_K = 1000
@@ -84,7 +93,7 @@ def _csv_query(body: bytes) -> Query:
 
 def predict_fn(query: Query, model: Recommender) -> list[dict[str, Any]]:
     fallback = _fallback_mode(query.options)
-    groups: dict[str, list[int]] = {"rating": [], "recommend": [], "similar": []}
+    groups: dict[str, list[int]] = {"rating": [], "recommend": [], "similar": [], "embed": []}
     for number, instance in enumerate(query.instances):
         groups[_task_of(number, instance, query.options)].append(number)
     answers: list[dict[str, Any] | None] = [None] * len(query.instances)
@@ -94,6 +103,8 @@ def predict_fn(query: Query, model: Recommender) -> list[dict[str, Any]]:
         _recommendations(model, query, groups["recommend"], fallback, answers)
     if groups["similar"]:
         _similar(model, query, groups["similar"], answers)
+    if groups["embed"]:
+        _embeddings(model, query, groups["embed"], answers)
     return answers  # type: ignore[return-value]
 
 
@@ -120,8 +131,10 @@ def _task_of(number: int, instance: dict[str, Any], options: dict[str, Any]) -> 
         if task not in TASKS:
             raise BadRequest(f"instance {number}: unknown task {task!r}; use rating, recommend or similar")
         return TASKS[task]
-    if "in0" in instance or "in1" in instance:
+    if "in0" in instance and "in1" in instance:
         return "rating"
+    if "in0" in instance or "in1" in instance:
+        return "embed"
     if "user_id" in instance and "item_id" in instance:
         return "rating"
     if "user_id" in instance:
@@ -158,14 +171,14 @@ def _indices(index, raws: list[Any]) -> np.ndarray:
     return np.array([index.lookup(raw) for raw in raws], dtype=np.int64)
 
 
-def _unknown(kind: str, numbers: list[int], raws: list[Any], positions: np.ndarray) -> BadRequest:
+def _unknown(
+    kind: str, numbers: list[int], raws: list[Any], positions: np.ndarray, fallback: bool = True
+) -> BadRequest:
     missing = [(n, r) for n, r, p in zip(numbers, raws, positions, strict=True) if p < 0]
     shown = ", ".join(f"{raw!r} (instance {n})" for n, raw in missing[:10])
     more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-    return BadRequest(
-        f"unknown {kind} id(s) not seen in training: {shown}{more}; "
-        'send "unknown_ids": "fallback" for a bias-based answer'
-    )
+    hint = '; send "unknown_ids": "fallback" for a bias-based answer' if fallback else ""
+    return BadRequest(f"unknown {kind} id(s) not seen in training: {shown}{more}{hint}")
 
 
 # ---------------------------------------------------------------------- tasks
@@ -178,11 +191,16 @@ def _ratings(model: Recommender, query: Query, numbers: list[int], fallback: boo
         _raw_id(n, query.instances[n], "in1" if o2v else "item_id") for n, o2v in zip(numbers, object2vec, strict=False)
     ]
     users, items = _indices(model.users, user_raw), _indices(model.items, item_raw)
-    if not fallback:
+    if not fallback or model.classifier:  # a classifier has no bias to fall back on
         if (users < 0).any():
-            raise _unknown("user", numbers, user_raw, users)
+            raise _unknown("user", numbers, user_raw, users, not model.classifier)
         if (items < 0).any():
-            raise _unknown("item", numbers, item_raw, items)
+            raise _unknown("item", numbers, item_raw, items, not model.classifier)
+    if model.classifier:
+        probabilities = model.probabilities(users, items)
+        for n, row in zip(numbers, probabilities.tolist(), strict=True):
+            answers[n] = {"scores": row, "predicted_label": int(np.argmax(row))}
+        return
     ratings = model.predict(users, items)
     for n, o2v, rating in zip(numbers, object2vec, ratings.tolist(), strict=True):
         answers[n] = {"scores": [rating]} if o2v else {"rating": rating}
@@ -226,13 +244,30 @@ def _similar(model: Recommender, query: Query, numbers: list[int], answers: list
     ks = [_k_of(n, query.instances[n], query.options, "similar") for n in numbers]
     items = _indices(model.items, item_raw)
     if (items < 0).any():
-        raise _unknown("item", numbers, item_raw, items)
+        raise _unknown("item", numbers, item_raw, items, fallback=False)
     top, similarity = model.similar(items, max(ks))
     for row, n in enumerate(numbers):
         answers[n] = {
             "item_id": item_raw[row],
             "similar_items": _ranked(model, top[row], similarity[row], ks[row], "similarity"),
         }
+
+
+def _embeddings(model: Recommender, query: Query, numbers: list[int], answers: list) -> None:
+    """Object2Vec's single-input inference: in0 -> the user tower's encoding, in1 -> the item tower's."""
+    for key, index, encode, kind in (
+        ("in0", model.users, model.encode_users, "user"),
+        ("in1", model.items, model.encode_items, "item"),
+    ):
+        side = [n for n in numbers if key in query.instances[n]]
+        if not side:
+            continue
+        raws = [_raw_id(n, query.instances[n], key) for n in side]
+        positions = _indices(index, raws)
+        if (positions < 0).any():
+            raise _unknown(kind, side, raws, positions, fallback=False)
+        for n, row in zip(side, encode(positions).tolist(), strict=True):
+            answers[n] = {"embeddings": row}
 
 
 def _ranked(model: Recommender, items: np.ndarray, values: np.ndarray, k: int, name: str) -> list[dict[str, Any]]:

@@ -1,8 +1,10 @@
 """Training entry (BYOC_TRAIN=mxnet_mf.train:train): MovieLens ratings in, a recommender model out.
 
-Channels: train (required), test or validation (optional: per-epoch validation RMSE), items (optional:
-titles). On several hosts every host trains on its shard of the ratings through a dist_sync kvstore and
-only the master (hosts[0]) writes the model and the checkpoints.
+Channels: train (required), test or validation (optional: per-epoch validation RMSE; early stopping),
+items (optional: titles). Object2Vec's hyperparameters select Object2Vec mode (object2vec.py): its JSON
+Lines, its network shape, its regression or softmax output. On several hosts every host trains on its
+shard of the ratings through a dist_sync kvstore and only the master (hosts[0]) writes the model and the
+checkpoints.
 """
 
 from __future__ import annotations
@@ -17,14 +19,20 @@ from byoc_runtime.hyperparameters import Param, validate
 from byoc_runtime.metrics import log_metric, write_metrics
 from byoc_runtime.training_env import TrainingEnv
 
-from .data import IdIndex, read_ratings, read_titles, titles_for
+from . import object2vec
+from .data import Expect, IdIndex, read_ratings, read_titles, titles_for
 from .recommender import Recommender, rated_csr
 
 log = logging.getLogger(__name__)
 
 # Defaults chosen for MovieLens-100K-sized data (943 users x 1682 items, 100k ratings); see the README.
 SPEC = {
-    "model": Param(str, "mf", choices=("mf", "deep", "mlp"), help="mf: dot product + biases; deep: MLP; mlp: Lab 3"),
+    "model": Param(
+        str,
+        "mf",
+        choices=("mf", "deep", "mlp", "object2vec"),
+        help="mf: dot product + biases; deep: MLP; mlp: Lab 3; object2vec: set by Object2Vec's hyperparameters",
+    ),
     "num_factors": Param(int, 64, min=1, max=4096, help="embedding size of users and items"),
     "epochs": Param(int, 20, min=1, max=10000, help="passes over the training ratings"),
     "mini_batch_size": Param(int, 256, min=1, max=1_000_000, help="ratings per step, summed over all hosts"),
@@ -43,11 +51,27 @@ SPEC = {
         choices=("auto", "local", "device", "dist_sync", "dist_device_sync", "dist_async"),
         help="auto: local, device (several GPUs), dist_sync (several hosts)",
     ),
+    **object2vec.SPEC,
 }
 
 
 def train(env: TrainingEnv) -> None:
     hp = validate(env.hyperparameters, SPEC)
+    given = {name: value for name, value in env.hyperparameters.items() if name in SPEC}
+    hp["model"] = object2vec.mode(given, hp["model"])
+    o2v = hp["model"] == "object2vec"
+    expect = None
+    if o2v:
+        object2vec.check(given, hp)
+        if hp["weight_decay"] is not None:
+            hp["wd"] = hp["weight_decay"]
+        if hp["early_stopping_patience"] is None:
+            hp["early_stopping_patience"] = object2vec.DEFAULT_PATIENCE
+        line = object2vec.no_effect_line(given, regression=hp["output_layer"] == "mean_squared_error")
+        if line:
+            log.warning(line)
+        classes = hp["num_classes"] if hp["output_layer"] == "softmax" else None
+        expect = Expect(hp["enc0_vocab_size"], hp["enc1_vocab_size"], classes)
     for units in hp["hidden_units"]:
         if not isinstance(units, int):
             raise HyperparameterError("hidden_units", f"expected whole numbers of units, got {units!r}")
@@ -55,9 +79,10 @@ def train(env: TrainingEnv) -> None:
         raise HyperparameterError("mini_batch_size", f"must be at least the number of hosts ({len(env.hosts)})")
     interrupt.cooperate()
 
-    train_table = read_ratings(env.channel("train"))
+    train_table = read_ratings(env.channel("train"), expect)
     validation_channel = env.channel("test", required=False) or env.channel("validation", required=False)
-    validation = read_ratings(validation_channel) if validation_channel is not None else None
+    validation = read_ratings(validation_channel, expect) if validation_channel is not None else None
+    classifier = o2v and hp["output_layer"] == "softmax"
     items_channel = env.channel("items", required=False)
     titles = read_titles(items_channel) if items_channel is not None else None
 
@@ -76,6 +101,7 @@ def train(env: TrainingEnv) -> None:
         from .networks import arrays
 
         return Recommender(
+            settings={"object2vec": object2vec.network_settings(hp)} if o2v else {},
             kind=hp["model"],
             users=user_index,
             items=item_index,
@@ -89,14 +115,26 @@ def train(env: TrainingEnv) -> None:
     if validation is not None:
         v_users, v_items = user_index.lookup_array(validation.users), item_index.lookup_array(validation.items)
         unknown = int(np.sum((v_users < 0) | (v_items < 0)))
-        baseline = _rmse(np.full(len(validation), global_mean), validation.ratings)
         print(f"{len(validation)} validation ratings ({unknown} with an id unseen in training)", flush=True)
-        log_metric("validation_baseline_rmse", baseline)
+        if classifier:
+            majority = np.bincount(ratings.astype(np.int64), minlength=hp["num_classes"]).argmax()
+            baseline = float(np.mean(validation.ratings == majority))
+            log_metric("validation_baseline_accuracy", baseline)
+        else:
+            baseline = _rmse(np.full(len(validation), global_mean), validation.ratings)
+            log_metric("validation_baseline_rmse", baseline)
 
         def evaluate(net) -> dict[str, float]:
-            predicted = recommender_of(net).predict(v_users, v_items)
-            error = predicted - validation.ratings
-            return {"validation_rmse": float(np.sqrt(np.mean(error**2))), "validation_mae": float(np.mean(abs(error)))}
+            model = recommender_of(net)
+            if classifier:
+                return _classification_metrics(model.probabilities(v_users, v_items), validation.ratings)
+            error = model.predict(v_users, v_items) - validation.ratings
+            mse = float(np.mean(error**2))
+            return {
+                "validation_rmse": float(np.sqrt(mse)),
+                "validation_mae": float(np.mean(abs(error))),
+                "validation_mse": mse,
+            }
 
     cpu.apply(cpu.mxnet_environment(env.num_gpus, len(env.hosts)))
     # ps-lite reads its role at `import mxnet`: start the scheduler/servers first (no-op on one host).
@@ -120,6 +158,10 @@ def train(env: TrainingEnv) -> None:
             num_gpus=env.num_gpus,
             checkpoint_dir=env.checkpoint_dir,
             write_checkpoints=env.is_master,
+            object2vec=object2vec.network_settings(hp) if o2v else None,
+            early_stopping=(hp["early_stopping_patience"], hp["early_stopping_tolerance"])
+            if hp["early_stopping_patience"] and validation is not None
+            else None,
         )
         signature = {
             "model": hp["model"],
@@ -129,6 +171,7 @@ def train(env: TrainingEnv) -> None:
             "num_items": len(item_index),
             "num_ratings": len(ratings),
             "hosts": len(env.hosts),
+            **({"object2vec": object2vec.network_settings(hp)} if o2v else {}),
         }
         print(
             f"training {hp['model']} on {config.kvstore} kvstore, {config.batch_size} ratings per host step", flush=True
@@ -153,7 +196,7 @@ def train(env: TrainingEnv) -> None:
         if env.is_master:
             model.titles = titles_for(item_index, titles) if titles else None
             model.rated_indptr, model.rated_indices = rated_csr(users, items, len(user_index))
-            model.settings = {"hyperparameters": hp}
+            model.settings = {**model.settings, "hyperparameters": hp}
             model.save(env.paths.model_dir)
             fitting.export_symbol(result.net, env.paths.model_dir)
             atomic.write_json(env.paths.model_dir / "metrics.json", metrics, default=float)
@@ -185,21 +228,30 @@ def _check_export(model: Recommender, network_output: np.ndarray, users: np.ndar
         raise RuntimeError(f"the exported model differs from the network by {difference:.3g}")
 
 
+def _classification_metrics(probabilities: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    picked = probabilities[np.arange(len(labels)), labels.astype(np.int64)]
+    return {
+        "validation_accuracy": float(np.mean(probabilities.argmax(axis=1) == labels)),
+        "validation_cross_entropy": float(-np.mean(np.log(np.maximum(picked, 1e-12)))),
+    }
+
+
 def _final_metrics(hp: dict, result, baseline: float | None) -> dict:
-    last = result.history[-1] if result.history else {}
+    # The model kept is the best epoch's when early stopping chose one, else the last epoch's.
+    last = result.history[result.best_epoch - 1] if result.best_epoch else result.history[-1] if result.history else {}
     metrics = {
         "model": hp["model"],
         "epochs": result.epochs_done,
-        "train_rmse": last.get("train_rmse"),
+        **{name: value for name, value in last.items() if name.startswith("train_")},
         "samples_per_second": result.samples_per_second,
         "history": result.history,
     }
+    if result.best_epoch:
+        metrics.update(best_epoch=result.best_epoch, stopped_early=result.stopped_early)
     if baseline is not None:
-        metrics.update(
-            validation_rmse=last.get("validation_rmse"),
-            validation_mae=last.get("validation_mae"),
-            validation_baseline_rmse=baseline,
-        )
+        metrics.update({name: value for name, value in last.items() if name.startswith("validation_")})
+        is_classifier = hp["model"] == "object2vec" and hp["output_layer"] == "softmax"
+        metrics["validation_baseline_accuracy" if is_classifier else "validation_baseline_rmse"] = baseline
     if result.resumed_from is not None:
         metrics["resumed_from_epoch"] = result.resumed_from
     return metrics
