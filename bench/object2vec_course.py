@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         args.image = build_image("mxnet-mf")
     results = measure(args.image, args.data)
     rows = [
-        [task, r.get("rmse", r.get("accuracy")), r["goal"], "yes" if r["met"] else "NO", r["course_object2vec"],
+        [task, round(r.get("rmse", r.get("accuracy")), 4), r["goal"], "yes" if r["met"] else "NO", r["course_object2vec"],
          f"{r['best_epoch']}/{r['epochs']}", r["train_seconds"]]
         for task, r in results.items()
     ]  # fmt: skip

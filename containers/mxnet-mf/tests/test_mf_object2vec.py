@@ -85,7 +85,7 @@ def test_no_effect_names_are_listed_in_one_line_and_unknown_names_still_fail():
     line = object2vec.no_effect_line(COURSE_RATING)
     assert line.count("\n") == 0 and "_kvstore='device'" in line and "enc0_network='pooled_embedding'" in line
     assert "enc_dim" not in line  # mapped, not "no effect"...
-    assert "enc_dim=" in object2vec.no_effect_line(COURSE_RATING, regression=True)  # ...but for a regression
+    assert "enc_dim=" in object2vec.no_effect_line(COURSE_RATING, core=True)  # ...but for the core
     assert object2vec.no_effect_line({"enc_dim": "8"}) is None
     with pytest.raises(HyperparameterError, match="enc2_vocab_size"):
         validate({**COURSE_RATING, "enc2_vocab_size": "5"}, SPEC)
@@ -129,9 +129,11 @@ def test_classifier_answers_scores_and_predicted_label(tmp_path):
     p_liked = 1 / (1 + math.exp(-8.0))  # logits [0, 4 * 2.0]
     assert liked["scores"] == [pytest.approx(1 - p_liked), pytest.approx(p_liked)] and liked["predicted_label"] == 1
     assert disliked["predicted_label"] == 0 and disliked["scores"][0] == pytest.approx(1 / (1 + math.exp(-4.0)))
-    unknown = post(client, {"instances": [{"in0": [99], "in1": [300]}], "unknown_ids": "fallback"})
+    unknown = post(client, {"instances": [{"in0": [99], "in1": [300]}]})
     assert unknown.status_code == 400 and "99" in unknown.get_json()["error"]
-    assert "fallback" not in unknown.get_json()["error"]  # a classifier has none to offer
+    # fallback: this classifier has no biases, so the training labels' share of class 1 (mean_rating 0.5)
+    prior = post(client, {"instances": [{"in0": [99], "in1": [300]}], "unknown_ids": "fallback"}).get_json()
+    assert prior["predictions"][0]["scores"] == [pytest.approx(0.5), pytest.approx(0.5)]
 
 
 def test_single_input_instances_answer_the_towers_embeddings(tmp_path):

@@ -119,7 +119,9 @@ def build(
 def build_object2vec(
     settings: dict, num_users: int, num_items: int, global_mean: float, sparse_grad: bool = False
 ) -> Object2VecNet:
-    """The network of object2vec.network_settings."""
+    """The network of object2vec.network_settings: the core alone for a regression or a binary softmax, the
+    towers for more classes."""
+    core = settings["num_classes"] <= 2
     return Object2VecNet(
         num_users,
         num_items,
@@ -132,6 +134,8 @@ def build_object2vec(
         settings["num_classes"],
         global_mean,
         sparse_grad=sparse_grad,
+        core=core,
+        towers=not core,
     )
 
 
@@ -159,16 +163,16 @@ def arrays(net: gluon.HybridBlock) -> dict[str, np.ndarray]:
 
 
 class Object2VecNet(gluon.HybridBlock):
-    """Object2Vec's network for one user token and one item token.
+    """Object2Vec's network for one user token and one item token: the biased-MF core, the towers, or both.
 
-    Softmax (a classifier): each tower embeds its token (enc<k>_token_embedding_dim) and projects it to
-    enc_dim (Object2Vec's pooled_embedding encoder over a sequence of one); the comparator joins the two
-    encodings (hadamard e0*e1, concat [e0, e1], abs_diff |e0-e1|, as comparator_list says); an MLP
-    (mlp_layers x mlp_dim, mlp_activation) and the num_classes logits follow.
-    Mean squared error (a regression): the biased-MF core <u, i> + b_u + b_i + mu on the token embeddings,
-    penalised per rating as model=mf is. The towers' projections and the MLP are left out: on ML-100K an MLP
-    over the encodings memorised the training ratings within two epochs at every learning rate tried
-    (validation RMSE 0.95-0.99 against 0.9296 without; README, Object2Vec mode).
+    Core: <u, i> + b_u + b_i + b on the token embeddings (enc<k>_token_embedding_dim), penalised per rating
+    as model=mf is; a regression's output, or class 1's logit over class 0's in a binary softmax.
+    Towers: each embeds its token and projects it to enc_dim (Object2Vec's pooled_embedding encoder over a
+    sequence of one); the comparator joins the two encodings (hadamard e0*e1, concat [e0, e1], abs_diff
+    |e0-e1|, as comparator_list says); an MLP (mlp_layers x mlp_dim, mlp_activation) and the output layer.
+    build_object2vec uses the core for a regression or a binary softmax and the towers for more classes:
+    on ML-100K the towers fitted the training pairs within two to four epochs whatever was tried (README,
+    Object2Vec mode), and were worse than the core alone.
     """
 
     def __init__(
@@ -185,10 +189,13 @@ class Object2VecNet(gluon.HybridBlock):
         global_mean: float,
         dropout: float = 0.0,
         sparse_grad: bool = False,
+        core: bool | None = None,
+        towers: bool | None = None,
     ):
         super().__init__()
         self.comparators, self.outputs = list(comparators), outputs
-        self.biases = outputs == 1  # a regression is the biased core alone
+        self.biases = outputs <= 2 if core is None else core  # the biased-MF core
+        self.towers = outputs > 1 if towers is None else towers  # encoders, comparator, MLP
         act = None if activation == "linear" else activation
         with self.name_scope():
             init = mx.init.Normal(0.01)
@@ -201,24 +208,42 @@ class Object2VecNet(gluon.HybridBlock):
             if self.biases:
                 self.user_bias = nn.Embedding(num_users, 1, weight_initializer="zeros", sparse_grad=sparse_grad)
                 self.item_bias = nn.Embedding(num_items, 1, weight_initializer="zeros", sparse_grad=sparse_grad)
-                self.global_bias = self.params.get("global_bias", shape=(1,), init=mx.init.Constant(global_mean))
-            else:
+                # a binary classifier's core is class 1's log-odds: it starts at the training labels'
+                start = global_mean if outputs == 1 else float(np.log(global_mean / max(1 - global_mean, 1e-6)))
+                self.global_bias = self.params.get("global_bias", shape=(1,), init=mx.init.Constant(start))
+            if self.towers:
                 self.user_encoder = nn.Dense(enc_dim, weight_initializer=mx.init.Xavier())
                 self.item_encoder = nn.Dense(enc_dim, weight_initializer=mx.init.Xavier())
                 self.dropout = nn.Dropout(dropout) if dropout else None
                 self.hidden = nn.HybridSequential()
                 for _ in range(mlp_layers):
                     self.hidden.add(nn.Dense(mlp_dim, activation=act, weight_initializer=mx.init.Xavier()))
-                self.output = nn.Dense(outputs, weight_initializer=mx.init.Xavier())
+                # with the core, the towers start silent and learn what the core misses
+                self.output = nn.Dense(outputs, weight_initializer="zeros" if self.biases else mx.init.Xavier())
+
+    def core_parameters(self):
+        """The core's rows and biases: they learn at a rate scaled to the batch size (fitting.fit)."""
+        blocks = [self.user_embedding, self.item_embedding] + ([self.user_bias, self.item_bias] if self.biases else [])
+        params = [p for block in blocks for p in block.collect_params().values()]
+        return params + ([self.global_bias] if self.biases else [])
 
     def encode(self, F, users, items):
         return self.user_encoder(self.user_embedding(users)), self.item_encoder(self.item_embedding(items))
 
     def hybrid_forward(self, F, users, items, global_bias=None):
-        if self.biases:
-            u, i = self.user_embedding(users), self.item_embedding(items)
-            offsets = F.reshape(self.user_bias(users) + self.item_bias(items), (-1,))
-            return F.broadcast_add(F.sum(u * i, axis=1) + offsets, global_bias)
+        out = self._towers(F, users, items) if self.towers else None
+        if not self.biases:
+            return out
+        u, i = self.user_embedding(users), self.item_embedding(items)
+        offsets = F.reshape(self.user_bias(users) + self.item_bias(items), (-1,))
+        core = F.broadcast_add(F.sum(u * i, axis=1) + offsets, global_bias)
+        if self.outputs == 1:
+            return core if out is None else F.reshape(out, (-1,)) + core
+        core = F.reshape(core, (-1, 1))  # class 1's logit over class 0's
+        logits = F.concat(F.zeros_like(core), core, dim=1)
+        return logits if out is None else out + logits
+
+    def _towers(self, F, users, items):
         e0, e1 = self.encode(F, users, items)
         parts = []
         for name in self.comparators:
@@ -234,8 +259,8 @@ class Object2VecNet(gluon.HybridBlock):
         return self.output(self.hidden(joined))
 
     def penalty(self, F, users, items):
-        """Per-rating L2, as the mf model penalises its rows: a regression's on the token embeddings and
-        biases (Funk SVD); a classifier's on the encodings (not the token embeddings, which the encoders'
+        """Per-rating L2, as the mf model penalises its rows: the core's token embeddings and biases (Funk
+        SVD); without the core, the towers' encodings (not the token embeddings, which the encoders'
         projections would simply scale up)."""
         if self.biases:
             u, i = self.user_embedding(users), self.item_embedding(items)
@@ -257,6 +282,7 @@ def object2vec_arrays(net: Object2VecNet) -> dict[str, np.ndarray]:
         out["user_bias"] = net.user_bias.weight.data().asnumpy().ravel()
         out["item_bias"] = net.item_bias.weight.data().asnumpy().ravel()
         out["global_bias"] = net.global_bias.data().asnumpy()
+    if not net.towers:
         return out
     out["output_weight"] = net.output.weight.data().asnumpy()
     out["output_bias"] = net.output.bias.data().asnumpy()

@@ -45,7 +45,8 @@ class Recommender:
         self.user_embedding, self.item_embedding = p["user_embedding"], p["item_embedding"]
         self.user_bias, self.item_bias = p.get("user_bias"), p.get("item_bias")
         self.global_bias = float(p["global_bias"].ravel()[0]) if "global_bias" in p else self.mean_rating
-        # An Object2Vec classifier runs its towers and MLP; an Object2Vec regression is the biased-MF core.
+        # Object2Vec: the towers (encoders, comparator, MLP) where trained, the biased-MF core where trained.
+        self.classes = int(self.settings["object2vec"]["num_classes"]) if self.kind == "object2vec" else 1
         self.object2vec = Object2VecForward(p, self.settings["object2vec"]) if "user_encoder_weight" in p else None
         if self.object2vec is not None:
             self.item_unit = _unit_rows(self.object2vec.encode_items(np.arange(len(self.item_embedding))))
@@ -66,11 +67,7 @@ class Recommender:
 
     @property
     def classifier(self) -> bool:
-        return self.object2vec is not None and self.object2vec.classes > 1
-
-    @property
-    def num_classes(self) -> int:
-        return self.object2vec.classes if self.object2vec is not None else 1
+        return self.classes > 1
 
     def encode_users(self, users: np.ndarray) -> np.ndarray:
         """The user tower's output (an Object2Vec classifier: the encoder's; else the embedding row)."""
@@ -98,8 +95,8 @@ class Recommender:
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Raw model output for known (user index, item index) pairs (object2vec softmax: the logits)."""
-        if self.object2vec is not None:
-            return self.object2vec.forward(users, items)
+        if self.kind == "object2vec" and (self.object2vec is not None or self.classifier):
+            return self._object2vec_score(users, items)
         if self.kind in ("mf", "object2vec"):
             interaction = np.einsum("ij,ij->i", self.user_embedding[users], self.item_embedding[items])
         else:
@@ -107,9 +104,41 @@ class Recommender:
             interaction = self._mlp_tail(np.maximum(first, 0))
         return interaction + self._offsets(users, items)
 
+    def _object2vec_score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = self.object2vec.forward(users, items) if self.object2vec is not None else None
+        if self.user_bias is None:
+            return out
+        core = self._offsets(users, items) + np.einsum(
+            "ij,ij->i", self.user_embedding[users], self.item_embedding[items]
+        )
+        if not self.classifier:
+            return core if out is None else out + core
+        logits = np.zeros((len(core), self.classes), dtype=np.float32)
+        logits[:, 1] = core  # a binary classifier's core is class 1's logit over class 0's
+        return logits if out is None else out + logits
+
     def probabilities(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """A classifier's class probabilities (len, num_classes) for known index pairs."""
-        return _softmax(self.score(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)))
+        """A classifier's class probabilities (len, num_classes). Index -1 (an id unseen in training) falls
+        back to class 1's logit = global bias + the known side's bias (with the core), or to the training
+        labels' share of class 1 (a binary classifier without it; more classes: uniform)."""
+        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        known = (users >= 0) & (items >= 0)
+        if known.all():
+            return _softmax(self.score(users, items))
+        logits = np.zeros((len(users), self.classes), dtype=np.float32)
+        logits[known] = self.score(users[known], items[known])
+        u, i = users[~known], items[~known]
+        if self.user_bias is None:
+            if self.classes == 2:
+                share = min(max(self.mean_rating, 1e-6), 1 - 1e-6)
+                logits[~known, 1] = np.log(share / (1 - share))
+            return _softmax(logits)
+        logits[~known, 1] = (
+            self.global_bias
+            + np.where(u >= 0, self.user_bias[np.maximum(u, 0)], 0)
+            + np.where(i >= 0, self.item_bias[np.maximum(i, 0)], 0)
+        )
+        return _softmax(logits)
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Ratings clipped to the training range. Index -1 (an id unseen in training) falls back to the
@@ -134,7 +163,7 @@ class Recommender:
     def score_all_items(self, users: np.ndarray) -> np.ndarray:
         """(len(users), num_items) raw scores: one matrix product for mf, chunked MLP for deep/mlp and
         object2vec (a softmax classifier: the probability of the highest class, "liked")."""
-        if self.object2vec is not None:
+        if self.kind == "object2vec" and (self.object2vec is not None or self.classifier):
             return self._object2vec_all_items(users)
         if self.kind in ("mf", "object2vec"):
             scores = self.user_embedding[users] @ self.item_embedding.T
@@ -152,8 +181,8 @@ class Recommender:
 
     def _object2vec_all_items(self, users: np.ndarray) -> np.ndarray:
         num_items = len(self.item_embedding)
-        per_chunk = max(1, SCORE_CHUNK_ELEMENTS // (num_items * self.object2vec.width))
-        width = self.object2vec.classes
+        per_chunk = max(1, SCORE_CHUNK_ELEMENTS // (num_items * (self.object2vec.width if self.object2vec else 8)))
+        width = self.classes
         scores = np.empty((len(users), num_items), dtype=np.float32)
         for start in range(0, len(users), per_chunk):
             chunk = users[start : start + per_chunk]

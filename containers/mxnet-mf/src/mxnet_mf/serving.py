@@ -13,11 +13,12 @@ One request may mix tasks; each task runs vectorised over all its instances. CSV
 ratings (answered one rating per line). Ids are the ones of the training files (196 or "196").
 JSON Lines requests (one instance per line, application/jsonlines) and answers (Accept:
 application/jsonlines, one prediction per line) work as Object2Vec's do. An answer over SageMaker's 6 MB
-response limit (1,680 movies' 2,048-float encodings are 75 MB of JSON) is a 413 that says how many
+response limit (1,680 movies' 300-float embeddings are 10.5 MB of JSON) is a 413 that says how many
 instances fit (the shared runtime's limit, BYOC_MAX_RESPONSE_MB).
 
 Unknown ids answer 400 naming them, unless the request says "unknown_ids": "fallback": a rating then
-falls back to the known side's bias + the global bias (mlp: the mean rating) and a recommendation for
+falls back to the known side's bias + the global bias (mlp: the mean rating; an Object2Vec classifier
+without biases: the training labels' share of each class) and a recommendation for
 an unknown user to the items with the highest bias (popularity). Similar items of an unknown item have
 no fallback.
 """
@@ -191,11 +192,11 @@ def _ratings(model: Recommender, query: Query, numbers: list[int], fallback: boo
         _raw_id(n, query.instances[n], "in1" if o2v else "item_id") for n, o2v in zip(numbers, object2vec, strict=False)
     ]
     users, items = _indices(model.users, user_raw), _indices(model.items, item_raw)
-    if not fallback or model.classifier:  # a classifier has no bias to fall back on
+    if not fallback:
         if (users < 0).any():
-            raise _unknown("user", numbers, user_raw, users, not model.classifier)
+            raise _unknown("user", numbers, user_raw, users)
         if (items < 0).any():
-            raise _unknown("item", numbers, item_raw, items, not model.classifier)
+            raise _unknown("item", numbers, item_raw, items)
     if model.classifier:
         probabilities = model.probabilities(users, items)
         for n, row in zip(numbers, probabilities.tolist(), strict=True):

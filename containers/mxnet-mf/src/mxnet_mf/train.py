@@ -67,7 +67,9 @@ def train(env: TrainingEnv) -> None:
             hp["wd"] = hp["weight_decay"]
         if hp["early_stopping_patience"] is None:
             hp["early_stopping_patience"] = object2vec.DEFAULT_PATIENCE
-        line = object2vec.no_effect_line(given, regression=hp["output_layer"] == "mean_squared_error")
+        if "l2" not in given and hp["output_layer"] == "softmax":
+            hp["l2"] = object2vec.SOFTMAX_L2
+        line = object2vec.no_effect_line(given, core=object2vec.uses_core(hp))
         if line:
             log.warning(line)
         classes = hp["num_classes"] if hp["output_layer"] == "softmax" else None
