@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         args.image = build_image("mxnet-mf")
     results = measure(args.image, args.data)
     rows = [
-        [task, round(r.get("rmse", r.get("accuracy")), 4), r["goal"], "yes" if r["met"] else "NO", r["course_object2vec"],
-         f"{r['best_epoch']}/{r['epochs']}", r["train_seconds"]]
+        [task, round(r.get("rmse", r.get("accuracy")), 4), r["goal"], "yes" if r["met"] else "NO",
+         r["course_object2vec"], f"{r['best_epoch']}/{r['epochs']}", r["train_seconds"]]
         for task, r in results.items()
     ]  # fmt: skip
     print(
