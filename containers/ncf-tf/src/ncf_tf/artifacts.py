@@ -5,6 +5,8 @@ user and item indices, each user's training items (excluded from recommendations
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,3 +82,15 @@ def saved_model_dir(model_dir: Path) -> Path:
     if not versions:
         raise FileNotFoundError(f"no <version>/saved_model.pb under {model_dir}")
     return max(versions, key=lambda p: int(p.name))
+
+
+def export_dir(is_master: bool, model_dir: Path) -> tuple[Path, bool]:
+    """Where this worker saves the model, and whether that copy is kept: every worker must take part in saving
+    a distributed model; only hosts[0]'s copy is kept (the others go to a scratch directory, then discard())."""
+    if is_master:
+        return model_dir, True
+    return Path(tempfile.mkdtemp(prefix="ncf-worker-export-")), False
+
+
+def discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from byoc_runtime import interrupt
@@ -96,17 +93,6 @@ def _load_data(env: TrainingEnv, hp: dict[str, Any]) -> tuple[prep.Interactions,
           f"{len(data.test_users)} held out", flush=True)
     evaluation = prep.eval_set(data, hp["seed"], min(hp["eval_negatives"], max(1, data.n_items - 1)))
     return data, evaluation
-
-
-def export_dir(env: TrainingEnv, model_dir: Path) -> tuple[Path, bool]:
-    """Every worker must take part in saving a distributed model; only hosts[0]'s copy is kept."""
-    if env.is_master:
-        return model_dir, True
-    return Path(tempfile.mkdtemp(prefix="ncf-worker-export-")), False
-
-
-def discard(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter buries the job's own log

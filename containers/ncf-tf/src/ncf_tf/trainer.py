@@ -20,7 +20,6 @@ from byoc_runtime.training_env import TrainingEnv
 from . import artifacts, distribution, evaluation, prep
 from . import model as ncf_model
 from .pipeline import EpochSampler, dataset
-from .train import discard, export_dir
 
 CHECKPOINT_PREFIX = "ckpt"  # tf.train.Checkpoint files: ckpt.index, ckpt.data-00000-of-00001
 
@@ -159,12 +158,12 @@ class Trainer:
         final = self.models.get("neumf")
         if final is None:
             return
-        target, keep = export_dir(self.env, model_dir)
+        target, keep = artifacts.export_dir(self.env.is_master, model_dir)
         options = tf.saved_model.SaveOptions(experimental_io_device=self.io_device)
         if not keep:  # a worker takes part in the collective save, into a folder it then throws away
             final.save(str(target / artifacts.MODEL_VERSION), save_format="tf", include_optimizer=False,
                        options=options)
-            discard(target)
+            artifacts.discard(target)
             return
         # TensorFlow writes the SavedModel into a scratch directory; each file is then copied into place
         # atomically, so a full disk is an OSError naming the file, never half a variables.data file.
