@@ -28,13 +28,23 @@ MAPPED: dict[str, Param] = {
     "enc1_vocab_size": Param(int, None, min=2, max=3_000_000, help="object2vec: in1 (item) tokens are below it"),
     "enc0_token_embedding_dim": Param(int, 300, min=2, max=1000, help="object2vec: user token embedding size"),
     "enc1_token_embedding_dim": Param(int, 300, min=2, max=1000, help="object2vec: item token embedding size"),
-    "enc_dim": Param(int, 4096, min=4, max=10000, help="object2vec: each tower's output size"),
-    "comparator_list": Param(
-        str, "hadamard, concat, abs_diff", help="object2vec: how the two tower outputs are combined"
+    "enc_dim": Param(
+        int, 4096, min=4, max=10000, help="object2vec towers (softmax, > 2 classes): each tower's output size"
     ),
-    "mlp_dim": Param(int, 512, min=2, max=10000, help="object2vec: units of each MLP layer"),
-    "mlp_layers": Param(int, 2, min=0, max=10, help="object2vec: MLP layers between comparator and output"),
-    "mlp_activation": Param(str, "linear", choices=ACTIVATIONS, help="object2vec: MLP activation"),
+    "comparator_list": Param(
+        str,
+        "hadamard, concat, abs_diff",
+        help="object2vec towers (softmax, > 2 classes): how the two tower outputs are combined",
+    ),
+    "mlp_dim": Param(
+        int, 512, min=2, max=10000, help="object2vec towers (softmax, > 2 classes): units of each MLP layer"
+    ),
+    "mlp_layers": Param(
+        int, 2, min=0, max=10, help="object2vec towers (softmax, > 2 classes): MLP layers between comparator and output"
+    ),
+    "mlp_activation": Param(
+        str, "linear", choices=ACTIVATIONS, help="object2vec towers (softmax, > 2 classes): MLP activation"
+    ),
     "weight_decay": Param(float, None, min=0.0, max=10000.0, help="object2vec's name for wd"),
 }
 # Shared with the other models (early stopping needs a validation channel; on by default in object2vec mode).

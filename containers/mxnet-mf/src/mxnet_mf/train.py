@@ -38,7 +38,13 @@ SPEC = {
     "mini_batch_size": Param(int, 256, min=1, max=1_000_000, help="ratings per step, summed over all hosts"),
     "learning_rate": Param(float, 0.002, min=1e-8, max=10.0, help="optimizer step size"),
     "wd": Param(float, 0.0, min=0.0, max=1.0, help="L2 weight decay on every parameter, every step"),
-    "l2": Param(float, 0.1, min=0.0, max=100.0, help="L2 on each rating's user and item rows (Funk SVD)"),
+    "l2": Param(
+        float,
+        0.1,
+        min=0.0,
+        max=100.0,
+        help="L2 on each rating's user and item rows (Funk SVD); object2vec softmax: 0.03 when unset",
+    ),
     "optimizer": Param(
         str, "adam", choices=("adam", "sgd", "nag", "adagrad", "rmsprop", "adadelta"), help="sgd/nag use momentum 0.9"
     ),
