@@ -69,6 +69,11 @@ class Recommender:
     def classifier(self) -> bool:
         return self.classes > 1
 
+    @property
+    def _scored_per_pair(self) -> bool:
+        """Object2Vec towers or softmax: scored pair by pair (a regression core scores as mf does)."""
+        return self.kind == "object2vec" and (self.object2vec is not None or self.classifier)
+
     def encode_users(self, users: np.ndarray) -> np.ndarray:
         """The user tower's output (an Object2Vec classifier: the encoder's; else the embedding row)."""
         if self.object2vec is not None:
@@ -95,7 +100,7 @@ class Recommender:
 
     def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Raw model output for known (user index, item index) pairs (object2vec softmax: the logits)."""
-        if self.kind == "object2vec" and (self.object2vec is not None or self.classifier):
+        if self._scored_per_pair:
             return self._object2vec_score(users, items)
         if self.kind in ("mf", "object2vec"):
             interaction = np.einsum("ij,ij->i", self.user_embedding[users], self.item_embedding[items])
@@ -133,12 +138,16 @@ class Recommender:
                 share = min(max(self.mean_rating, 1e-6), 1 - 1e-6)
                 logits[~known, 1] = np.log(share / (1 - share))
             return _softmax(logits)
-        logits[~known, 1] = (
-            self.global_bias
-            + np.where(u >= 0, self.user_bias[np.maximum(u, 0)], 0)
-            + np.where(i >= 0, self.item_bias[np.maximum(i, 0)], 0)
-        )
+        logits[~known, 1] = self._fallback(u, i)
         return _softmax(logits)
+
+    def _fallback(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """For pairs with an index -1 (unseen in training): the global bias + the known side's bias."""
+        return (
+            self.global_bias
+            + np.where(users >= 0, self.user_bias[np.maximum(users, 0)], 0)
+            + np.where(items >= 0, self.item_bias[np.maximum(items, 0)], 0)
+        )
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Ratings clipped to the training range. Index -1 (an id unseen in training) falls back to the
@@ -152,18 +161,13 @@ class Recommender:
             if self.user_bias is None:
                 out[unknown] = self.mean_rating
             else:
-                u, i = users[unknown], items[unknown]
-                out[unknown] = (
-                    self.global_bias
-                    + np.where(u >= 0, self.user_bias[np.maximum(u, 0)], 0)
-                    + np.where(i >= 0, self.item_bias[np.maximum(i, 0)], 0)
-                )
+                out[unknown] = self._fallback(users[unknown], items[unknown])
         return np.clip(out, self.min_rating, self.max_rating)
 
     def score_all_items(self, users: np.ndarray) -> np.ndarray:
         """(len(users), num_items) raw scores: one matrix product for mf, chunked MLP for deep/mlp and
         object2vec (a softmax classifier: the probability of the highest class, "liked")."""
-        if self.kind == "object2vec" and (self.object2vec is not None or self.classifier):
+        if self._scored_per_pair:
             return self._object2vec_all_items(users)
         if self.kind in ("mf", "object2vec"):
             scores = self.user_embedding[users] @ self.item_embedding.T
