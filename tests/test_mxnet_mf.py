@@ -71,6 +71,27 @@ def test_training_beats_the_global_mean_by_far(trained, data):
     assert (trained.output_data_dir / "metrics.json").exists()
 
 
+def test_the_default_ensemble_is_weighted_on_held_out_ratings(trained, harness, image, data):
+    """model=mf: MF + I-AutoRec, the MF's weight fitted on 5 % of the training ratings and the served model one
+    MF with both members' factors; autorec_units=0 is the MF alone on every rating."""
+    root, _, train, _ = data
+    metrics = metrics_of(trained)
+    assert metrics["held_out_ratings"] == round(0.05 * len(train.ratings)) and 0.0 <= metrics["blend_weight"] <= 1.0
+    assert metrics["held_out_blend_rmse"] < 0.6 * metrics["validation_baseline_rmse"]
+    with np.load(trained.model_dir / "model.npz") as arrays:
+        assert arrays["param_user_embedding"].shape[1] == HYPERPARAMETERS["num_factors"] + 500
+    logs = trained.master.logs
+    assert "I-AutoRec: " in logs and "the served model: " in logs and "#metric: validation_blend_rmse=" in logs
+    # the served figure is the last validation_rmse line, the ensemble's
+    assert logs.rsplit("#metric: validation_rmse=", 1)[1].split()[0] == f"{metrics['validation_rmse']:.6g}"
+
+    alone = harness.train(image, {**HYPERPARAMETERS, "autorec_units": 0}, channels(root))
+    assert alone.ok, alone.logs()
+    assert "blend_weight" not in metrics_of(alone) and "I-AutoRec" not in alone.master.logs
+    with np.load(alone.model_dir / "model.npz") as arrays:
+        assert arrays["param_user_embedding"].shape[1] == HYPERPARAMETERS["num_factors"]
+
+
 def test_rating_requests_in_both_shapes(endpoint, data):
     _, _, _, test = data
     users, items, ratings = test.users[:200].tolist(), test.items[:200].tolist(), test.ratings[:200]

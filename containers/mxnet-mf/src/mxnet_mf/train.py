@@ -10,6 +10,7 @@ checkpoints.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -57,6 +58,20 @@ SPEC = {
         choices=("auto", "local", "device", "dist_sync", "dist_device_sync", "dist_async"),
         help="auto: local, device (several GPUs), dist_sync (several hosts)",
     ),
+    "autorec_units": Param(
+        int, 500, min=0, max=4096, help="mf: code size of the I-AutoRec averaged with the MF (0: the MF alone)"
+    ),
+    "autorec_epochs": Param(int, 60, min=1, max=10000, help="mf: passes of the I-AutoRec over the items"),
+    "autorec_learning_rate": Param(float, 0.001, min=1e-8, max=10.0, help="mf: the I-AutoRec's Adam step size"),
+    "autorec_l2": Param(float, 200.0, min=0.0, max=1e6, help="mf: L2 on the I-AutoRec's weights, per epoch"),
+    "blend_holdout": Param(
+        float,
+        0.05,
+        min=0.0,
+        max=0.5,
+        help="mf: share of the training ratings held out to fit the blend weight and the I-AutoRec's epochs (0: none)",
+    ),
+    "blend_weight": Param(float, 0.5, min=0.0, max=1.0, help="mf, blend_holdout=0: the MF's share of the average"),
     **object2vec.SPEC,
 }
 
@@ -103,7 +118,10 @@ def train(env: TrainingEnv) -> None:
         f"ratings {ratings.min():g}..{ratings.max():g}, mean {global_mean:.4f}",
         flush=True,
     )
-    shard = _host_shard(len(ratings), len(env.hosts), env.host_rank, hp["seed"])
+    ensemble = hp["model"] == "mf" and hp["autorec_units"] > 0
+    # The ensemble's members train without the held-out ratings, which then fit the blend weight.
+    fitted, held_out = _holdout(len(ratings), hp["blend_holdout"] if ensemble else 0.0, hp["seed"])
+    shard = fitted[_host_shard(len(fitted), len(env.hosts), env.host_rank, hp["seed"])]
 
     def recommender_of(net) -> Recommender:
         from .networks import arrays
@@ -119,7 +137,7 @@ def train(env: TrainingEnv) -> None:
             mean_rating=global_mean,
         )
 
-    evaluate = None
+    evaluate = measure = None
     if validation is not None:
         v_users, v_items = user_index.lookup_array(validation.users), item_index.lookup_array(validation.items)
         unknown = int(np.sum((v_users < 0) | (v_items < 0)))
@@ -132,8 +150,7 @@ def train(env: TrainingEnv) -> None:
             baseline = _rmse(np.full(len(validation), global_mean), validation.ratings)
             log_metric("validation_baseline_rmse", baseline)
 
-        def evaluate(net) -> dict[str, float]:
-            model = recommender_of(net)
+        def measure(model: Recommender) -> dict[str, float]:
             if classifier:
                 return _classification_metrics(model.probabilities(v_users, v_items), validation.ratings)
             error = model.predict(v_users, v_items) - validation.ratings
@@ -143,6 +160,9 @@ def train(env: TrainingEnv) -> None:
                 "validation_mae": float(np.mean(abs(error))),
                 "validation_mse": mse,
             }
+
+        def evaluate(net) -> dict[str, float]:
+            return measure(recommender_of(net))
 
     cpu.apply(cpu.mxnet_environment(env.num_gpus, len(env.hosts)))
     # ps-lite reads its role at `import mxnet`: start the scheduler/servers first (no-op on one host).
@@ -177,7 +197,7 @@ def train(env: TrainingEnv) -> None:
             "hidden_units": hp["hidden_units"] if hp["model"] != "mf" else [],
             "num_users": len(user_index),
             "num_items": len(item_index),
-            "num_ratings": len(ratings),
+            "num_ratings": len(fitted),
             "hosts": len(env.hosts),
             **({"object2vec": object2vec.network_settings(hp)} if o2v else {}),
         }
@@ -200,6 +220,16 @@ def train(env: TrainingEnv) -> None:
         model = recommender_of(result.net)
         _check_export(model, fitting.predict(result.net, users[:2048], items[:2048]), users[:2048], items[:2048])
         metrics = _final_metrics(hp, result, baseline if validation is not None else None)
+        if ensemble:
+            ctx = fitting.contexts(env.num_gpus)[0]
+            blended = _with_autorec(hp, model, (users, items, ratings), fitted, held_out, ctx, measure)
+            if blended is None:
+                return
+            model, ensemble_metrics = blended
+            metrics.update(ensemble_metrics)
+            if measure is not None:
+                metrics.update(measure(model))
+                log_metric("validation_rmse", metrics["validation_rmse"])
         write_metrics(metrics, env.paths)
         if env.is_master:
             model.titles = titles_for(item_index, titles) if titles else None
@@ -212,6 +242,83 @@ def train(env: TrainingEnv) -> None:
         del result  # release the kvstore before waiting for the parameter servers to finish
     finally:
         distributed.stop_children(children)
+
+
+def _with_autorec(hp, mf: Recommender, table, fitted, held_out, ctx, measure) -> tuple[Recommender, dict] | None:
+    """Train the I-AutoRec on the fitted ratings and fold it into the MF as extra factors (ensemble.blend),
+    weighted by least squares on the held-out ratings (or `blend_weight` without any), keeping the I-AutoRec
+    epoch whose blend does best on them. Returns the model and its metrics; None when a SIGTERM stopped it (the
+    MF's checkpoints are kept)."""
+    from . import autorec, ensemble
+
+    users, items, ratings = table
+    held = (users[held_out], items[held_out], ratings[held_out])
+    mf_held = mf.score(held[0], held[1])
+    weights: dict[int, float] = {}
+
+    def blended(trained: ensemble.AutoRecModel) -> Recommender:
+        weight = weights.get(trained.epochs_done, hp["blend_weight"])
+        return replace(mf, params=ensemble.blend(mf.params, trained, weight))
+
+    def evaluate(trained: ensemble.AutoRecModel) -> dict[str, float]:
+        record = {}
+        if len(held_out):
+            weight, rmse = ensemble.fit_weight(
+                mf_held, trained.predict(held[0], held[1]), held[2], mf.min_rating, mf.max_rating
+            )
+            weights[trained.epochs_done] = weight
+            record.update(blend_weight=weight, held_out_blend_rmse=rmse)
+        if measure is not None:
+            # validation_blend_rmse, not blend_validation_rmse: SageMaker's `validation_rmse=` regex would match it
+            measured = measure(blended(trained))
+            record.update({name.replace("_rmse", "_blend_rmse"): measured[name] for name in measured if "rmse" in name})
+        return record
+
+    config = autorec.AutoRecConfig(
+        hp["autorec_units"], hp["autorec_epochs"], hp["autorec_learning_rate"], hp["autorec_l2"], seed=hp["seed"]
+    )
+    print(
+        f"training the I-AutoRec ({config.units} units, at most {config.epochs} epochs) to average with the MF; "
+        f"{len(held_out)} held-out ratings fit the blend",
+        flush=True,
+    )
+    trained = autorec.fit(
+        config,
+        users[fitted],
+        items[fitted],
+        ratings[fitted],
+        len(mf.users),
+        len(mf.items),
+        ctx,
+        evaluate if len(held_out) or measure else None,
+        best_by="held_out_blend_rmse" if len(held_out) else None,
+    )
+    if trained.interrupted:
+        print("SIGTERM during the I-AutoRec: no model written; the MF's checkpoints are kept", flush=True)
+        return None
+    weight = weights.get(trained.epochs_done, hp["blend_weight"])
+    print(f"the served model: {weight:.2f} x MF + {1 - weight:.2f} x I-AutoRec", flush=True)
+    model = blended(trained)
+    sample_users, sample_items = users[:2048], items[:2048]
+    expected = weight * mf.score(sample_users, sample_items) + (1 - weight) * trained.predict(
+        sample_users, sample_items
+    )
+    _check_export(model, expected, sample_users, sample_items)
+    ensemble_metrics = {"blend_weight": weight, "autorec_epoch": trained.epochs_done, "held_out_ratings": len(held_out)}
+    if len(held_out):
+        ensemble_metrics["held_out_blend_rmse"] = ensemble.fit_weight(
+            mf_held, trained.predict(held[0], held[1]), held[2], mf.min_rating, mf.max_rating
+        )[1]
+    return model, ensemble_metrics
+
+
+def _holdout(count: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices to train on, indices held out): a random `share` of the ratings, at least one kept."""
+    held = min(int(round(count * share)), count - 1)
+    if held <= 0:
+        return np.arange(count), np.arange(0)
+    order = np.random.default_rng(seed + 1).permutation(count)
+    return np.sort(order[held:]), np.sort(order[:held])
 
 
 def _host_shard(count: int, hosts: int, rank: int, seed: int) -> np.ndarray:
