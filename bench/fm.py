@@ -3,12 +3,17 @@ course's setting and ours, confusion matrices beside the course's; and training 
 one-hot data with 10^5 features, our sparse batch layout against the compact-dense layout in the same run.
 
 In-process: the image's own trainer (fm_algo.engine.FMTrainer) and batching, without docker, so the figures
-are the algorithm's, not the container's start-up.  `python -m bench.fm [--mnist-dir DIR] [--quick]`
+are the algorithm's, not the container's start-up.  `python -m bench.fm [--mnist-dir DIR] [--quick] [--served]`
+With --served the fm image also trains on the full training set with the course's hyperparameters (the rest at
+our defaults) and the F1 is that of the endpoint's answers on the 10,000 test images (goal >= 0.95; exit 1 if
+missed).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,8 +27,14 @@ from fm_client import evaluate, mnist
 
 COURSE = {"true_positives": 951, "false_positives": 165, "false_negatives": 29, "f1": 0.907}
 COURSE_HP = {"feature_dim": 784, "num_factors": 10, "predictor_type": "binary_classifier", "mini_batch_size": 200}
-# Ours: more epochs and learning rates 10x / 100x the built-in's defaults (tuned on the training set only).
-BEST_HP = {**COURSE_HP, "epochs": 10, "linear_lr": 0.01, "factors_lr": 0.01, "factors_init_sigma": 0.01}
+# The built-in's defaults where ours differ (fm_algo.spec: more epochs, larger learning rates and factor init,
+# chosen on a validation split of the training set): the course's job as the built-in ran it.
+BUILTIN_DEFAULTS = {"epochs": 1, "linear_lr": 0.001, "factors_lr": 0.0001, "factors_init_sigma": 0.001}
+SETTINGS = (
+    ("the course's hyperparameters, the rest at the built-in's defaults", {**COURSE_HP, **BUILTIN_DEFAULTS}),
+    ("the course's hyperparameters, the rest at our defaults", COURSE_HP),
+)
+GOAL_F1 = 0.95
 
 
 def fit(hp: dict, data: CsrData, layout: str = "auto", max_steps: int | None = None) -> tuple[FMTrainer, float, int]:
@@ -49,7 +60,7 @@ def mnist_runs(directory: Path) -> list[dict]:
     train, test = CsrData.from_dense(x, y), CsrData.from_dense(tx, ty)
     runs = []
     fit(COURSE_HP, train, max_steps=100)  # warm-up: page faults, BLAS start-up; not measured
-    for name, hp in (("course setting (epochs=1, built-in lr defaults)", COURSE_HP), ("ours", BEST_HP)):
+    for name, hp in SETTINGS:
         trainer, seconds, examples = fit(hp, train)
         scores = trainer.model().scores(test)
         report = evaluate.classification_report(ty, (scores >= 0.5).astype(np.float64))
@@ -58,6 +69,39 @@ def mnist_runs(directory: Path) -> list[dict]:
             {"setting": name, "hyperparameters": hp, "train_s": seconds, "examples_per_s": examples / seconds, **report}
         )
     return runs
+
+
+def served_run(directory: Path, image: str) -> dict:
+    """The image trains on all 60,000 training images with the course's hyperparameters (the rest at our
+    defaults) in the /opt/ml harness, serves the model, and every test image is sent to the endpoint
+    (JSON, 500 a request); the confusion matrix is of the endpoint's predicted_label."""
+    import tempfile
+
+    from byoc_runtime.codecs import recordio_protobuf
+    from local.harness import Harness
+    from local.opt_ml import ChannelSpec
+
+    x, y = mnist.load_binary(directory, "train")
+    tx, ty = mnist.load_binary(directory, "test")
+    work = Path(tempfile.mkdtemp(prefix="fm-served-"))
+    (work / "train").mkdir()
+    (work / "train" / "data.rec").write_bytes(recordio_protobuf.write_dense(x, y))
+    harness = Harness(work / "harness")
+    started = time.perf_counter()
+    channel = ChannelSpec(work / "train", "application/x-recordio-protobuf")
+    job = harness.train(image, {k: str(v) for k, v in COURSE_HP.items()}, {"train": channel}, timeout=900)
+    seconds = time.perf_counter() - started
+    if not job.ok:
+        raise SystemExit(f"training failed: {job.master.failure}\n{job.logs()[-3000:]}")
+
+    def predict(request: dict) -> dict:
+        response = endpoint.invoke(json.dumps(request))
+        response.raise_for_status()
+        return response.json()
+
+    with harness.serve(image, job.model_dir) as endpoint:
+        report = evaluate.evaluate_endpoint(predict, tx, ty, batch_size=500)
+    return {"setting": "served: the image, course's hyperparameters, our defaults", "train_job_s": seconds, **report}
 
 
 def one_hot_sparse(rows: int, users: int, items: int, seed: int = 0) -> CsrData:
@@ -85,9 +129,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mnist-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/mnist")
     parser.add_argument("--quick", action="store_true", help="50k sparse rows instead of 200k")
+    parser.add_argument("--served", action="store_true", help="also train and serve the fm image (docker)")
+    parser.add_argument("--image", default=None, help="with --served; default: ./build.sh's byoc-fm CPU tag")
     args = parser.parse_args()
 
     runs = mnist_runs(args.mnist_dir)
+    served = None
+    if args.served:
+        if args.image is None:
+            from tests.images import build_image
+
+            args.image = build_image("fm")
+        served = served_run(args.mnist_dir, args.image)
     print("\n## MNIST 'is it a 0', full test set (10,000 images)\n")
     print("| setting | TP | FP | FN | TN | precision | recall | F1 | accuracy | train s | examples/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -101,6 +154,14 @@ def main() -> int:
             f"{r['true_negatives']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | "
             f"{r['accuracy']:.4f} | {r['train_s']:.1f} | {r['examples_per_s']:,.0f} |"
         )
+    if served is not None:
+        r = served
+        print(
+            f"| {r['setting']} | {r['true_positives']} | {r['false_positives']} | {r['false_negatives']} | "
+            f"{r['true_negatives']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | "
+            f"{r['accuracy']:.4f} | {r['train_job_s']:.1f} (job) | |"
+        )
+        print(f"\ngoal: F1 >= {GOAL_F1} through the endpoint: {'met' if r['f1'] >= GOAL_F1 else 'NOT met'}")
 
     sparse = sparse_throughput(args.quick)
     print("\n## Training throughput, one-hot user + item rows, 10^5 features, mini_batch_size 1000\n")
@@ -111,9 +172,10 @@ def main() -> int:
         r["ratio_vs_dense"] = r["examples_per_s"] / reference["examples_per_s"]
         print(f"| {r['num_factors']} | {r['layout']} | {r['examples_per_s']:,.0f} | {r['ratio_vs_dense']:.1f}x |")
 
-    path = save("fm", {"mnist": runs, "course": COURSE, "sparse_throughput": sparse}, "python -m bench.fm")
+    results = {"mnist": runs, "served": served, "course": COURSE, "sparse_throughput": sparse}
+    path = save("fm", results, " ".join(["python -m bench.fm", *sys.argv[1:]]))
     print(f"\nresults: {path}")
-    return 0
+    return 1 if served is not None and served["f1"] < GOAL_F1 else 0
 
 
 if __name__ == "__main__":

@@ -129,12 +129,13 @@ def test_bad_hyperparameters_name_themselves(overrides, name):
     assert error.value.name == name
 
 
-def test_required_and_defaults_are_the_builtins():
+def test_required_are_the_builtins_and_four_defaults_ours():
     with pytest.raises(HyperparameterError, match="'feature_dim'"):
         spec.parse({"num_factors": 2, "predictor_type": "regressor"})
     hp = spec.parse({**BASE_HP, "eps": "None"})
-    assert (hp["epochs"], hp["mini_batch_size"]) == (1, 1000)
-    assert (hp["bias_lr"], hp["linear_lr"], hp["factors_lr"]) == (0.1, 0.001, 0.0001)
+    # ours (the built-in's: epochs 1, linear_lr 0.001, factors_lr 0.0001, factors_init_sigma 0.001)
+    assert (hp["epochs"], hp["mini_batch_size"]) == (10, 1000)
+    assert (hp["bias_lr"], hp["linear_lr"], hp["factors_lr"]) == (0.1, 0.002, 0.002)
     assert (hp["bias_wd"], hp["linear_wd"], hp["factors_wd"]) == (0.01, 0.001, 0.00001)
-    assert (hp["bias_init_sigma"], hp["linear_init_sigma"], hp["factors_init_sigma"]) == (0.01, 0.01, 0.001)
+    assert (hp["bias_init_sigma"], hp["linear_init_sigma"], hp["factors_init_sigma"]) == (0.01, 0.01, 0.01)
     assert hp["eps"] is None

@@ -11,8 +11,12 @@ from byoc_runtime.hyperparameters import Param, validate
 INIT_METHODS = ("normal", "uniform", "constant")
 # The three parameter groups of an FM: global bias w0, linear weights w, factor matrix V.
 GROUPS = ("bias", "linear", "factors")
-_INIT_SIGMA = {"bias": 0.01, "linear": 0.01, "factors": 0.001}
-_LR = {"bias": 0.1, "linear": 0.001, "factors": 0.0001}
+# Four defaults are ours, not the built-in's (epochs 1, linear_lr 0.001, factors_lr 0.0001, factors_init_sigma
+# 0.001): chosen on a validation split of MNIST's training set (the last 10,000 images; learning rates 0.001 /
+# 0.002 / 0.003 / 0.01 gave F1 0.979-0.980 / 0.979-0.984 / 0.974-0.975 / 0.949-0.957 over two shuffles). The
+# course's "is it a 0" job, served: README "Defaults". Names and bounds stay the built-in's.
+_INIT_SIGMA = {"bias": 0.01, "linear": 0.01, "factors": 0.01}
+_LR = {"bias": 0.1, "linear": 0.002, "factors": 0.002}
 _WD = {"bias": 0.01, "linear": 0.001, "factors": 0.00001}
 _WHAT = {"bias": "the bias term", "linear": "the linear terms", "factors": "the factorization terms"}
 
@@ -33,7 +37,7 @@ SPEC: dict[str, Param] = {
     "feature_dim": Param(int, min=1, help="dimension of the input feature space"),
     "num_factors": Param(int, min=1, help="dimensionality of the factorization"),
     "predictor_type": Param(str, choices=("binary_classifier", "regressor"), help="the task"),
-    "epochs": Param(int, 1, min=1, help="passes over the training data"),
+    "epochs": Param(int, 10, min=1, help="passes over the training data"),
     "mini_batch_size": Param(int, 1000, min=1, help="examples per mini-batch"),
     **{name: p for group in GROUPS for name, p in _group_params(group).items()},
     "clip_gradient": Param(float, None, min=0.0, help="clip each gradient to [-c, c] (Adam optimizer parameter)"),
