@@ -249,9 +249,19 @@ def recoveries(run: Run) -> list[float | None]:
                 when = _log_time(line)
                 if when is not None:
                     loaded.setdefault(pid, when)
+    # A replacement may itself be killed while still loading (the killer picks any worker): the first kill
+    # then recovers when the replacement of that replacement has loaded, and so on down the chain.
+    killed = {kill.pid: kill for kill in run.kills}
     found = []
     for kill in run.kills:
-        inner = run.names.get(kill.replaced_by) if kill.replaced_by else None
+        replacement, seen = kill.replaced_by, set()
+        while replacement is not None and replacement not in seen:
+            seen.add(replacement)
+            inner = run.names.get(replacement)
+            if inner in loaded or replacement not in killed:
+                break
+            replacement = killed[replacement].replaced_by
+        inner = run.names.get(replacement) if replacement else None
         if inner in loaded:
             found.append(loaded[inner] - kill.wall)
         elif run.sigterm_at is None or run.sigterm_at - kill.monotonic > RECOVERY_GRACE_SECONDS:
