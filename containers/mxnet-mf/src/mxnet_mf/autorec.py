@@ -109,9 +109,11 @@ def fit(
             if interrupt.requested():
                 model.interrupted = True
                 return model
-        model = _export(net, indptr, item_users, item_ratings, num_users, num_items, ctx, config.batch_items)
-        model.epochs_done = epoch + 1
         record = {"autorec_train_rmse": float(np.sqrt(squared.asscalar() / max(count, 1)))}
+        if evaluate is not None or best_by is not None or epoch + 1 == config.epochs:
+            # every item's code: needed to evaluate (or keep) this epoch's net, else only after the last
+            model = _export(net, indptr, item_users, item_ratings, num_users, num_items, ctx, config.batch_items)
+        model.epochs_done = epoch + 1
         if evaluate is not None:
             record.update(evaluate(model))
         for name, value in record.items():

@@ -254,11 +254,13 @@ def _with_autorec(hp, mf: Recommender, table, fitted, held_out, ctx, measure) ->
     users, items, ratings = table
     held = (users[held_out], items[held_out], ratings[held_out])
     mf_held = mf.score(held[0], held[1])
-    weights: dict[int, float] = {}
+    fits: dict[int, tuple[float, float]] = {}  # epoch -> (blend weight, held-out RMSE), from fit_weight
+
+    def weight_of(trained: ensemble.AutoRecModel) -> float:
+        return fits[trained.epochs_done][0] if trained.epochs_done in fits else hp["blend_weight"]
 
     def blended(trained: ensemble.AutoRecModel) -> Recommender:
-        weight = weights.get(trained.epochs_done, hp["blend_weight"])
-        return replace(mf, params=ensemble.blend(mf.params, trained, weight))
+        return replace(mf, params=ensemble.blend(mf.params, trained, weight_of(trained)))
 
     def evaluate(trained: ensemble.AutoRecModel) -> dict[str, float]:
         record = {}
@@ -266,7 +268,7 @@ def _with_autorec(hp, mf: Recommender, table, fitted, held_out, ctx, measure) ->
             weight, rmse = ensemble.fit_weight(
                 mf_held, trained.predict(held[0], held[1]), held[2], mf.min_rating, mf.max_rating
             )
-            weights[trained.epochs_done] = weight
+            fits[trained.epochs_done] = weight, rmse
             record.update(blend_weight=weight, held_out_blend_rmse=rmse)
         if measure is not None:
             # validation_blend_rmse, not blend_validation_rmse: SageMaker's `validation_rmse=` regex would match it
@@ -296,7 +298,7 @@ def _with_autorec(hp, mf: Recommender, table, fitted, held_out, ctx, measure) ->
     if trained.interrupted:
         print("SIGTERM during the I-AutoRec: no model written; the MF's checkpoints are kept", flush=True)
         return None
-    weight = weights.get(trained.epochs_done, hp["blend_weight"])
+    weight = weight_of(trained)
     print(f"the served model: {weight:.2f} x MF + {1 - weight:.2f} x I-AutoRec", flush=True)
     model = blended(trained)
     sample_users, sample_items = users[:2048], items[:2048]
@@ -305,10 +307,8 @@ def _with_autorec(hp, mf: Recommender, table, fitted, held_out, ctx, measure) ->
     )
     _check_export(model, expected, sample_users, sample_items)
     ensemble_metrics = {"blend_weight": weight, "autorec_epoch": trained.epochs_done, "held_out_ratings": len(held_out)}
-    if len(held_out):
-        ensemble_metrics["held_out_blend_rmse"] = ensemble.fit_weight(
-            mf_held, trained.predict(held[0], held[1]), held[2], mf.min_rating, mf.max_rating
-        )[1]
+    if trained.epochs_done in fits:
+        ensemble_metrics["held_out_blend_rmse"] = fits[trained.epochs_done][1]
     return model, ensemble_metrics
 
 
