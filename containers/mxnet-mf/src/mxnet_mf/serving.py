@@ -25,6 +25,7 @@ no fallback.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,9 @@ from byoc_runtime import codecs
 from byoc_runtime.codecs import csv_codec
 from byoc_runtime.errors import BadRequest
 
-from .recommender import Recommender
+from . import dssm_serving
+from .dssm import DssmModel
+from .recommender import MODEL_SETTINGS, Recommender
 
 ACCEPTS = (codecs.JSON, codecs.JSONLINES, codecs.CSV)
 TASKS = {
@@ -58,7 +61,10 @@ class Query:
     options: dict[str, Any] = field(default_factory=dict)  # request-wide defaults: task, k, exclude_rated
 
 
-def model_fn(model_dir: str) -> Recommender:
+def model_fn(model_dir: str) -> Recommender | DssmModel:
+    settings = json.loads((Path(model_dir) / MODEL_SETTINGS).read_text())
+    if settings.get("model") == "dssm":
+        return DssmModel.load(Path(model_dir), settings)
     return Recommender.load(Path(model_dir))
 
 
@@ -92,8 +98,10 @@ def _csv_query(body: bytes) -> Query:
     return Query([{"user_id": user, "item_id": item} for user, item in rows])
 
 
-def predict_fn(query: Query, model: Recommender) -> list[dict[str, Any]]:
+def predict_fn(query: Query, model: Recommender | DssmModel) -> list[dict[str, Any]]:
     fallback = _fallback_mode(query.options)
+    if isinstance(model, DssmModel):
+        return dssm_serving.predict(query, model, fallback, _task_of, _raw_id, _k_of)
     groups: dict[str, list[int]] = {"rating": [], "recommend": [], "similar": [], "embed": []}
     for number, instance in enumerate(query.instances):
         groups[_task_of(number, instance, query.options)].append(number)
@@ -287,6 +295,8 @@ def _ranked(model: Recommender, items: np.ndarray, values: np.ndarray, k: int, n
 def _csv_row(prediction: dict[str, Any]) -> list[Any]:
     if "rating" in prediction:
         return [prediction["rating"]]
+    if "score" in prediction:
+        return [prediction["score"]]
     if "scores" in prediction:
         return prediction["scores"]
     ranked = prediction.get("recommendations", prediction.get("similar_items", []))

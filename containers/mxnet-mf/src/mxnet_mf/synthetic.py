@@ -126,3 +126,82 @@ def generate(
     ratings = np.clip(np.rint(truth + rng.normal(0, noise, len(u))), 1, 5).astype(np.float32)
     timestamps = 874_724_710 + rng.integers(0, 20_000_000, len(u))
     return SyntheticRatings(u + 1, i + 1, ratings, timestamps, twins, num_users, num_items)
+
+
+# ---------------------------------------------------------------------- content (DSSM)
+GENRE_WORDS = {
+    "Space": ("star", "galaxy", "rocket", "planet", "alien", "orbit"),
+    "Western": ("cowboy", "sheriff", "saloon", "outlaw", "desert", "ranch"),
+    "Romance": ("love", "heart", "kiss", "wedding", "paris", "letter"),
+    "Horror": ("ghost", "blood", "night", "haunted", "scream", "zombie"),
+    "Cooking": ("kitchen", "chef", "recipe", "bake", "feast", "spice"),
+    "Sports": ("goal", "champion", "team", "race", "match", "coach"),
+}
+FILLER_WORDS = ("the", "return", "last", "of", "day", "city", "story", "big", "little", "man")
+
+
+@dataclass(frozen=True)
+class ContentData:
+    """Items with planted genres (title words and genre names tell them apart) and users who like one or
+    two genres: they rate their genres' items 4-5 and the others 1-3. `items` are the catalogue's rows
+    (item_id, title, genres, year); `genre_of` each item's first genre; `likes` each user's genres."""
+
+    ratings: SyntheticRatings
+    items: list[dict]
+    genre_of: dict[int, str]
+    likes: dict[int, tuple[str, ...]]
+
+    def write_items(self, path: Path, fmt: str = "movies.csv") -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "movies.csv":
+            rows = [f'{i["item_id"]},"{i["title"]} ({i["year"]})",{"|".join(i["genres"])}' for i in self.items]
+            path.write_text("movieId,title,genres\n" + "\n".join(rows) + "\n")
+        elif fmt == "jsonl":
+            import json
+
+            path.write_text("".join(json.dumps(item) + "\n" for item in self.items))
+        else:
+            raise ValueError(f"unknown format {fmt!r}")
+        return path
+
+
+def content_item(item_id: int, genre: str, rng: np.random.Generator, second: str | None = None) -> dict:
+    words = list(rng.choice(GENRE_WORDS[genre], 2, replace=False)) + [str(rng.choice(FILLER_WORDS))]
+    rng.shuffle(words)
+    genres = [genre] + ([second] if second and second != genre else [])
+    return {
+        "item_id": item_id,
+        "title": " ".join(words).title(),
+        "genres": genres,
+        "year": int(rng.integers(1970, 2020)),
+    }
+
+
+def generate_content(num_users: int = 300, num_items: int = 360, per_user: int = 40, seed: int = 0) -> ContentData:
+    rng = np.random.default_rng(seed)
+    names = list(GENRE_WORDS)
+    items, genre_of = [], {}
+    for item_id in range(1, num_items + 1):
+        genre = names[(item_id - 1) % len(names)]
+        second = str(rng.choice(names)) if rng.random() < 0.2 else None
+        items.append(content_item(item_id, genre, rng, second))
+        genre_of[item_id] = genre
+    by_genre = {g: [i for i, gi in genre_of.items() if gi == g] for g in names}
+    likes, users, rated, ratings = {}, [], [], []
+    for user in range(1, num_users + 1):
+        liked = tuple(rng.choice(names, 1 + int(rng.random() < 0.3), replace=False).tolist())
+        likes[user] = liked
+        pool_liked = [i for g in liked for i in by_genre[g]]
+        pool_other = [i for g in names if g not in liked for i in by_genre[g]]
+        n_liked = int(per_user * 0.6)
+        chosen = list(rng.choice(pool_liked, n_liked, replace=False)) + list(
+            rng.choice(pool_other, per_user - n_liked, replace=False)
+        )
+        for item in chosen:
+            users.append(user)
+            rated.append(int(item))
+            ratings.append(float(rng.integers(4, 6) if genre_of[int(item)] in liked else rng.integers(1, 4)))
+    u, i = np.array(users), np.array(rated)
+    table = SyntheticRatings(u, i, np.array(ratings, np.float32), 874_724_710 + rng.integers(0, 10**7, len(u)), [],
+                             num_users, num_items)  # fmt: skip
+    return ContentData(table, items, genre_of, likes)

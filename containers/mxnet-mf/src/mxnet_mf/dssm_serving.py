@@ -1,0 +1,198 @@
+"""Answers of a model=dssm endpoint (serving.py hands it the parsed request).
+
+Instances, told apart as serving.py tells them (or by "task"):
+  {"task": "add_item", "item_id": i, "title": .., "genres": .., ...}  adds (or replaces) a catalogue item from
+                                      its features; answered {"item_id", "added" | "replaced", "known_words",
+                                      "unknown_words"}. Runs before the request's other instances.
+  {"user_id": u, "item_id": i}        the pair's score, answered {"score": cosine}
+  {"user_id": u, "item": {features}}  the score of an item given by its features, not added
+  {"user_id": u[, "k", "exclude_rated"]}  top-k of the whole catalogue: items never rated and items added
+                                      after deployment included
+  {"history": [i, ...][, "k"]}        top-k for a user unseen in training, known by the items they liked
+  {"item_id": i[, "k"]}               nearest items by content (cosine of item vectors)
+Unknown user ids answer 400 unless "unknown_ids": "fallback": the user tower without an id or history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from byoc_runtime.errors import BadRequest
+
+from .dssm import Catalogue, DssmModel
+from .item_features import words_of
+
+TASKS = {"add_item": "add", "add_items": "add", "add": "add"}
+
+
+def predict(query, model: DssmModel, fallback: bool, task_of, raw_id, k_of) -> list[dict[str, Any]]:
+    model.sync()  # items another worker added
+    tasks = {}
+    for number, instance in enumerate(query.instances):
+        task = instance.get("task", query.options.get("task"))
+        if task in TASKS:
+            tasks[number] = "add"
+        elif "history" in instance and "user_id" not in instance:
+            tasks[number] = "recommend"
+        elif "item" in instance and "user_id" in instance:
+            tasks[number] = "rating"
+        elif "in0" in instance or "in1" in instance:
+            raise BadRequest(f"instance {number}: a dssm model answers user_id/item_id instances, not in0/in1")
+        else:
+            tasks[number] = task_of(number, instance, query.options)
+            if tasks[number] == "embed":
+                raise BadRequest(f"instance {number}: a dssm model has no embed task")
+    answers: list[dict[str, Any] | None] = [None] * len(query.instances)
+    added = [n for n, task in tasks.items() if task == "add"]
+    if added:
+        _add(model, query, added, raw_id, answers)
+    catalogue = model.catalogue  # one snapshot for the rest of the request
+    for task, handler in (("rating", _scores), ("recommend", _recommend), ("similar", _similar)):
+        numbers = [n for n, t in tasks.items() if t == task]
+        if numbers:
+            handler(model, catalogue, query, numbers, fallback, raw_id, k_of, answers)
+    return answers  # type: ignore[return-value]
+
+
+def _features(number: int, instance: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
+    fields = {key: value for key, value in instance.items() if key not in skip}
+    try:
+        words_of(fields)
+    except ValueError as err:
+        raise BadRequest(f"instance {number}: {err}") from None
+    return fields
+
+
+def _add(model: DssmModel, query, numbers: list[int], raw_id, answers: list) -> None:
+    items = []
+    for n in numbers:
+        raw = raw_id(n, query.instances[n], "item_id")
+        items.append({"item_id": raw, **_features(n, query.instances[n], ("task", "item_id"))})
+    before = model.catalogue
+    _, known = model.encode([{k: v for k, v in item.items() if k != "item_id"} for item in items])
+    model.add_items(items)
+    for n, item, count in zip(numbers, items, known.tolist(), strict=True):
+        words = len(words_of({k: v for k, v in item.items() if k != "item_id"}))
+        answers[n] = {
+            "item_id": item["item_id"],
+            "replaced" if before.lookup(item["item_id"]) >= 0 else "added": True,
+            "known_words": count,
+            "unknown_words": words - count,
+        }
+
+
+def _user_vectors(model: DssmModel, catalogue: Catalogue, query, numbers, fallback, raw_id):
+    """(vectors, user indices (-1: not a trained user), rows to exclude per instance)."""
+    vectors = np.empty((len(numbers), model.user_vectors.shape[1]), np.float32)
+    users = np.full(len(numbers), -1, np.int64)
+    excluded: list[np.ndarray] = []
+    unknown = []
+    for row, n in enumerate(numbers):
+        instance = query.instances[n]
+        if "user_id" in instance:
+            raw = raw_id(n, instance, "user_id")
+            users[row] = model.users.lookup(raw)
+            if users[row] < 0 and not fallback:
+                unknown.append((n, raw))
+        history = instance.get("history")
+        if users[row] >= 0:
+            vectors[row] = model.user_vectors[users[row]]
+            excluded.append(model.rated_rows(users[row]))
+            continue
+        liked = _history_rows(n, history, catalogue) if history is not None else np.zeros(0, np.int64)
+        vectors[row] = model.history_vectors(catalogue, [liked])[0]
+        excluded.append(liked)
+    if unknown:
+        shown = ", ".join(f"{raw!r} (instance {n})" for n, raw in unknown[:10])
+        raise BadRequest(
+            f"unknown user id(s) not seen in training: {shown}; send the items the user liked as "
+            '"history", or "unknown_ids": "fallback"'
+        )
+    return vectors, users, excluded
+
+
+def _history_rows(number: int, history: Any, catalogue: Catalogue) -> np.ndarray:
+    if not isinstance(history, list) or len(history) > 10000:
+        raise BadRequest(f"instance {number}: history must be a list of (at most 10,000) item ids")
+    rows = np.array([catalogue.lookup(raw) for raw in history], dtype=np.int64)
+    if (rows < 0).any():
+        missing = [raw for raw, row in zip(history, rows.tolist(), strict=True) if row < 0][:10]
+        raise BadRequest(f"instance {number}: history names item(s) not in the catalogue: {missing}")
+    return rows
+
+
+def _scores(model, catalogue, query, numbers, fallback, raw_id, k_of, answers) -> None:
+    vectors, _, _ = _user_vectors(model, catalogue, query, numbers, fallback, raw_id)
+    item_vectors = np.empty_like(vectors)
+    inline = [row for row, n in enumerate(numbers) if "item" in query.instances[n]]
+    if inline:
+        fields = []
+        for row in inline:
+            given = query.instances[numbers[row]]["item"]
+            if not isinstance(given, dict):
+                raise BadRequest(f"instance {numbers[row]}: item must be an object of features")
+            fields.append(_features(numbers[row], given, ("item_id",)))
+        tokens, _ = model.encode(fields)
+        item_vectors[inline] = model.towers.items(tokens)
+    by_id = [row for row in range(len(numbers)) if row not in set(inline)]
+    if by_id:
+        raws = [raw_id(numbers[row], query.instances[numbers[row]], "item_id") for row in by_id]
+        rows = np.array([catalogue.lookup(raw) for raw in raws], dtype=np.int64)
+        if (rows < 0).any():
+            missing = [raw for raw, r in zip(raws, rows.tolist(), strict=True) if r < 0][:10]
+            raise BadRequest(f"unknown item id(s): {missing}; add them first with their features (task add_item)")
+        item_vectors[by_id] = catalogue.vectors[rows]
+    for row, n in enumerate(numbers):
+        answers[n] = {"score": float(vectors[row] @ item_vectors[row])}
+
+
+def _recommend(model, catalogue, query, numbers, fallback, raw_id, k_of, answers) -> None:
+    ks = [k_of(n, query.instances[n], query.options, "recommend") for n in numbers]
+    vectors, _, excluded = _user_vectors(model, catalogue, query, numbers, fallback, raw_id)
+    scores = vectors @ catalogue.vectors.T
+    for row, n in enumerate(numbers):
+        flag = query.instances[n].get("exclude_rated", query.options.get("exclude_rated", True))
+        if not isinstance(flag, bool):
+            raise BadRequest(f"instance {n}: exclude_rated must be true or false, got {flag!r}")
+        if flag:
+            scores[row, excluded[row]] = -np.inf
+    from .recommender import top_k
+
+    top, values = top_k(scores, max(ks))
+    for row, n in enumerate(numbers):
+        answer = {"recommendations": _ranked(catalogue, top[row], values[row], ks[row], "score")}
+        if "user_id" in query.instances[n]:
+            answer = {"user_id": query.instances[n]["user_id"], **answer}
+        answers[n] = answer
+
+
+def _similar(model, catalogue, query, numbers, fallback, raw_id, k_of, answers) -> None:
+    raws = [raw_id(n, query.instances[n], "item_id") for n in numbers]
+    ks = [k_of(n, query.instances[n], query.options, "similar") for n in numbers]
+    rows = np.array([catalogue.lookup(raw) for raw in raws], dtype=np.int64)
+    if (rows < 0).any():
+        missing = [raw for raw, r in zip(raws, rows.tolist(), strict=True) if r < 0][:10]
+        raise BadRequest(f"unknown item id(s): {missing}; add them first with their features (task add_item)")
+    from .recommender import top_k
+
+    similarity = catalogue.vectors[rows] @ catalogue.vectors.T
+    similarity[np.arange(len(rows)), rows] = -np.inf
+    top, values = top_k(similarity, max(ks))
+    for row, n in enumerate(numbers):
+        answers[n] = {"item_id": raws[row], "similar_items": _ranked(catalogue, top[row], values[row], ks[row],
+                                                                     "similarity")}  # fmt: skip
+
+
+def _ranked(catalogue: Catalogue, rows: np.ndarray, values: np.ndarray, k: int, name: str) -> list[dict[str, Any]]:
+    ranked = []
+    for row, value in zip(rows[:k].tolist(), values[:k].tolist(), strict=True):
+        if not np.isfinite(value):
+            break
+        entry = {"item_id": catalogue.id_of(row), name: value}
+        title = catalogue.title(row)
+        if title:
+            entry["title"] = title
+        ranked.append(entry)
+    return ranked
