@@ -157,11 +157,11 @@ class Catalogue:
     def title(self, row: int) -> str | None:
         return self.titles[row] or None
 
-    def padded_tokens(self, rows: np.ndarray, width: int) -> np.ndarray:
+    def padded_tokens(self, rows: np.ndarray) -> np.ndarray:
+        width = max([len(self.tokens[row]) for row in rows.tolist()] + [1])
         out = np.zeros((len(rows), width), np.int32)
         for n, row in enumerate(rows.tolist()):
-            known = self.tokens[row][:width]
-            out[n, : len(known)] = known
+            out[n, : len(self.tokens[row])] = self.tokens[row]
         return out
 
     def with_items(self, ids: list[Any], vectors: np.ndarray, titles: list[str], tokens: list[np.ndarray]) -> Catalogue:
@@ -212,17 +212,13 @@ class DssmModel:
         self._lock = threading.Lock()
         self._journal_offset = 0
 
-    @property
-    def token_width(self) -> int:
-        return max(self.item_tokens.shape[1], 1)
-
     # ------------------------------------------------------------------ the towers
     def history_vectors(self, catalogue: Catalogue, histories: list[np.ndarray]) -> np.ndarray:
         """Users known only by the items they liked (catalogue rows): the user tower with a zero id row."""
         width = self.user_profile_tokens.shape[1]
         tokens, weights = np.zeros((len(histories), width), np.int32), np.zeros((len(histories), width), np.float32)
         for row, liked in enumerate(histories):
-            liked_tokens = catalogue.padded_tokens(liked, self.token_width)
+            liked_tokens = catalogue.padded_tokens(liked)
             t, w = profiles(len(self.vocabulary), liked_tokens, np.zeros(len(liked), np.int64),
                             np.arange(len(liked)), 1, width)  # fmt: skip
             tokens[row], weights[row] = t[0], w[0]
@@ -234,7 +230,7 @@ class DssmModel:
 
     def encode(self, fields: list[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, known word counts) of items given by their features (the items channel's JSON fields)."""
-        return self.vocabulary.encode([words_of(f) for f in fields], self.token_width)
+        return self.vocabulary.encode([words_of(f) for f in fields])
 
     # ------------------------------------------------------------------ items added after deployment
     def add_items(self, items: list[dict[str, Any]]) -> None:

@@ -113,11 +113,14 @@ def title_of(fields: Mapping[str, Any]) -> str:
     return title.strip() if isinstance(title, str) else ""
 
 
+Rows = tuple[list[Any], list[dict[str, Any]]]  # item ids, and each item's fields as JSON Lines would give them
+
+
 def _features(ids: list[Any], rows: list[Mapping[str, Any]]) -> ItemFeatures:
     return ItemFeatures(_uniform_ids(ids), [words_of(row) for row in rows], [title_of(row) for row in rows])
 
 
-def parse_u_item(text: str, genre_names: list[str] | None = None) -> ItemFeatures:
+def parse_u_item(text: str, genre_names: list[str] | None = None) -> Rows:
     names = genre_names or list(ML100K_GENRES)
     ids, rows = [], []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -130,7 +133,7 @@ def parse_u_item(text: str, genre_names: list[str] | None = None) -> ItemFeature
         genres = [name for name, flag in zip(names, flags, strict=True) if flag.strip() == "1"]
         ids.append(_id(cells[0]))
         rows.append({"title": cells[1], "release_date": cells[2], "genres": genres})
-    return _features(ids, rows)
+    return ids, rows
 
 
 def parse_u_genre(text: str) -> list[str]:
@@ -139,13 +142,13 @@ def parse_u_genre(text: str) -> list[str]:
     return [name for name, _ in sorted(((r[0], int(r[1])) for r in rows if len(r) == 2), key=lambda r: r[1])]
 
 
-def parse_csv(text: str) -> ItemFeatures:
+def parse_csv(text: str) -> Rows:
     """movies.csv or a generic CSV with a header (movies.dat's '::' too)."""
     lines = [line for line in text.splitlines() if line.strip()]
     if lines and "::" in lines[0]:
         cells = [line.split("::") for line in lines]
         rows = [{"title": c[1] if len(c) > 1 else "", "genres": c[2:3]} for c in cells]
-        return _features([_id(c[0]) for c in cells], rows)
+        return [_id(c[0]) for c in cells], rows
     reader = csv.reader(io.StringIO("\n".join(lines)))
     header = [cell.strip() for cell in next(reader, [])]
     lowered = [cell.lower() for cell in header]
@@ -157,11 +160,11 @@ def parse_csv(text: str) -> ItemFeatures:
         if len(row) != len(header):
             raise DataError(f"line {number}: {len(row)} fields where the header has {len(header)}")
         ids.append(_id(row[id_column]))
-        rows.append(dict(zip(header, row, strict=True)))
-    return _features(ids, rows)
+        rows.append({key: value for n, (key, value) in enumerate(zip(header, row, strict=True)) if n != id_column})
+    return ids, rows
 
 
-def parse_jsonlines(text: str) -> ItemFeatures:
+def parse_jsonlines(text: str) -> Rows:
     ids, rows = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -177,8 +180,8 @@ def parse_jsonlines(text: str) -> ItemFeatures:
         except ValueError as err:
             raise DataError(f"line {number}: {err}") from None
         ids.append(item_id_of(row))
-        rows.append(row)
-    return _features(ids, rows)
+        rows.append({key: value for key, value in row.items() if str(key).lower() not in ID_COLUMNS})
+    return ids, rows
 
 
 def item_id_of(row: Mapping[str, Any]) -> Any:
@@ -189,28 +192,32 @@ def item_id_of(row: Mapping[str, Any]) -> Any:
     return None
 
 
-def parse_items(files: Iterable[tuple[str, str]]) -> ItemFeatures:
+def parse_item_rows(files: Iterable[tuple[str, str]]) -> Rows:
     """Every file of the channel (name, text), merged; a later file's item replaces an earlier one's."""
     files = list(files)
     genre_names = next((parse_u_genre(text) for name, text in files if name.endswith("u.genre")), None)
-    merged: dict[Any, tuple[list[str], str]] = {}
+    merged: dict[Any, dict[str, Any]] = {}
     for name, text in files:
         if name.endswith("u.genre"):
             continue
         head = next((line for line in text.splitlines() if line.strip()), "")
         try:
             if head.lstrip().startswith("{"):
-                parsed = parse_jsonlines(text)
+                ids, rows = parse_jsonlines(text)
             elif "|" in head and "::" not in head and head.count("|") >= 20:
-                parsed = parse_u_item(text, genre_names)
+                ids, rows = parse_u_item(text, genre_names)
             else:
-                parsed = parse_csv(text)
+                ids, rows = parse_csv(text)
         except DataError as err:
             raise DataError(f"Channel 'items': {name}: {err}") from None
-        merged.update(zip(parsed.ids, zip(parsed.words, parsed.titles, strict=True), strict=True))
+        merged.update(zip(ids, rows, strict=True))
     if not merged:
         raise DataError("Channel 'items' holds no items")
-    return ItemFeatures(_uniform_ids(list(merged)), [w for w, _ in merged.values()], [t for _, t in merged.values()])
+    return list(merged), list(merged.values())
+
+
+def parse_items(files: Iterable[tuple[str, str]]) -> ItemFeatures:
+    return _features(*parse_item_rows(files))
 
 
 class Vocabulary:
