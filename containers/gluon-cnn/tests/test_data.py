@@ -97,3 +97,18 @@ def test_augment_shifts_and_flips_keep_shape():
     assert out.shape == x.shape and out.dtype == np.uint8
     assert (out.reshape(50, -1).sum(1) == x.reshape(50, -1).sum(1)).all()  # shifts of 2 keep the stroke
     assert not np.array_equal(out, x)
+
+
+def test_augment_shift_moves_each_image_by_at_most_two_pixels_without_flipping():
+    rng = np.random.default_rng(3)
+    x = rng.integers(1, 256, (200, 28, 28), dtype=np.uint8)
+    x[:, :2], x[:, -2:], x[:, :, :2], x[:, :, -2:] = 0, 0, 0, 0  # an empty 2-pixel border, as MNIST's
+    out = augment.augment(x, np.random.default_rng(0), shift=2)
+    padded = np.pad(x, ((0, 0), (2, 2), (2, 2)))
+    offsets = set()
+    for i in range(len(x)):
+        shifts = [(dy, dx) for dy in range(5) for dx in range(5)]
+        found = [(dy, dx) for dy, dx in shifts if np.array_equal(out[i], padded[i, dy : dy + 28, dx : dx + 28])]
+        assert found, i  # a shifted copy of its own image: never another image's, never mirrored
+        offsets.add(found[0])
+    assert len(offsets) > 15  # the 25 offsets are all drawn

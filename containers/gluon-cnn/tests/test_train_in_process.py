@@ -56,3 +56,16 @@ def test_a_finished_job_restarted_still_writes_the_model(opt_ml):
         path.unlink()
     train.train(TrainingEnv.load())  # resumes at epoch 1 of 1: nothing to train, the model is written again
     assert (base / "model" / "model-symbol.json").exists()
+
+
+def test_label_smoothing_zero_is_plain_cross_entropy_and_smoothing_spreads_the_target():
+    from gluon_cnn import loop
+
+    logits = mx.nd.array([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]])
+    labels = mx.nd.array([0, 2])
+    plain = mx.gluon.loss.SoftmaxCrossEntropyLoss()(logits, labels).asnumpy()
+    assert abs(loop.smoothed_cross_entropy(logits, labels, 0.0).asnumpy() - plain).max() < 1e-6
+    log_p = mx.nd.log_softmax(logits, axis=1).asnumpy()
+    target = [[0.9 + 0.1 / 3, 0.1 / 3, 0.1 / 3], [0.1 / 3, 0.1 / 3, 0.9 + 0.1 / 3]]
+    expected = -(log_p * target).sum(axis=1)
+    assert abs(loop.smoothed_cross_entropy(logits, labels, 0.1).asnumpy() - expected).max() < 1e-5

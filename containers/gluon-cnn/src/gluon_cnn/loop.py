@@ -40,10 +40,21 @@ def scale(batch: mx.nd.NDArray) -> mx.nd.NDArray:
     return (batch.astype("float32") / 255.0).expand_dims(axis=1)
 
 
+def smoothed_cross_entropy(logits: mx.nd.NDArray, labels: mx.nd.NDArray, smoothing: float) -> mx.nd.NDArray:
+    """Cross-entropy against (1 - smoothing) on the label plus smoothing spread evenly over every class."""
+    log_p = mx.nd.log_softmax(logits, axis=1)
+    return -((1.0 - smoothing) * mx.nd.pick(log_p, labels, axis=1) + smoothing * log_p.mean(axis=1))
+
+
 class Loop:
-    def __init__(self, net: gluon.HybridBlock, trainer: gluon.Trainer, contexts: list[mx.Context]):
+    def __init__(
+        self, net: gluon.HybridBlock, trainer: gluon.Trainer, contexts: list[mx.Context], label_smoothing: float = 0.0
+    ):
         self.net, self.trainer, self.contexts = net, trainer, contexts
-        self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+        if label_smoothing:
+            self.loss_fn = lambda logits, labels: smoothed_cross_entropy(logits, labels, label_smoothing)
+        else:
+            self.loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def train_epoch(
         self,
