@@ -16,6 +16,8 @@ application/jsonlines, one prediction per line) work as Object2Vec's do. An answ
 response limit (1,680 movies' 300-float embeddings are 10.5 MB of JSON) is a 413 that says how many
 instances fit (the shared runtime's limit, BYOC_MAX_RESPONSE_MB).
 
+A model=dssm model answers through dssm_serving.py (scores are cosines; items can be added by their features).
+
 Unknown ids answer 400 naming them, unless the request says "unknown_ids": "fallback": a rating then
 falls back to the known side's bias + the global bias (mlp: the mean rating; an Object2Vec classifier
 without biases: the training labels' share of each class) and a recommendation for
