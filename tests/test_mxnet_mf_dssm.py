@@ -154,3 +154,29 @@ def test_dssm_without_an_items_channel_fails_clearly(harness, image, content):
     result = harness.train(image, HYPERPARAMETERS, {"train": ChannelSpec(root / "train")})
     assert not result.ok
     assert "model=dssm needs an 'items' channel" in result.master.failure
+
+
+def test_the_image_tower_places_an_item_known_only_by_its_image(harness, image, content, tmp_path):
+    """An item_images channel (uint8 stand-ins for posters, two bright places per genre): a new item whose words
+    say nothing of its genre is still recommended to that genre's fans, through its image."""
+    root, data = content
+    data.write_images(root / "item_images" / "posters.npz")
+    channels = {n: ChannelSpec(root / n) for n in ("train", "items", "item_images")}
+    result = harness.train(image, HYPERPARAMETERS, channels)
+    assert result.ok, result.logs()
+    assert "item images: 180 of 180 items, 16 numbers each" in result.logs()
+    rng = np.random.default_rng(4)
+    with harness.serve(image, result.model_archive) as endpoint:
+        new = [{"task": "add_item", "item_id": 6000 + n, "title": "The Last Day",
+                "image": synthetic.genre_image(genre, rng).tolist()} for n, genre in enumerate(GENRES)]  # fmt: skip
+        predict(endpoint, {"instances": new})
+        hits, misses = [], []
+        for n, genre in enumerate(GENRES):
+            fans = [u for u, liked in data.likes.items() if liked == (genre,)][:15]
+            others = [u for u, liked in data.likes.items() if genre not in liked][:15]
+            top = predict(endpoint, {"instances": [{"user_id": u, "k": 10} for u in fans + others]})
+            found = [6000 + n in [r["item_id"] for r in answer["recommendations"]] for answer in top]
+            hits, misses = hits + found[: len(fans)], misses + found[len(fans) :]
+        assert np.mean(hits) >= 0.6 and np.mean(misses) <= 0.1, (np.mean(hits), np.mean(misses))
+        wrong = endpoint.invoke(json.dumps({"task": "add_item", "item_id": 1, "image": [1, 2, 3]}))
+        assert wrong.status_code == 400 and "16" in wrong.json()["error"]

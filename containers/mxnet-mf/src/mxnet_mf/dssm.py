@@ -64,6 +64,19 @@ class Towers:
     user_embedding: np.ndarray  # (users, dim)
     item_layers: list[tuple[np.ndarray, np.ndarray]]
     user_layers: list[tuple[np.ndarray, np.ndarray]]
+    # The image tower (an item_images channel was given): standardise the image's numbers, project to dim.
+    image_projection: np.ndarray | None = None  # (image size, dim)
+    image_mean: np.ndarray | None = None  # (image size,)
+    image_scale: np.ndarray | None = None
+    image_divisor: float = 1.0  # 255 when the training images were uint8: they were scaled to [0, 1]
+
+    @property
+    def image_size(self) -> int | None:
+        return None if self.image_projection is None else int(self.image_projection.shape[0])
+
+    def image_rows(self, images: np.ndarray) -> np.ndarray:
+        """(n, image size) raw image numbers -> (n, dim), added to the item's bag of words."""
+        return ((images - self.image_mean) / self.image_scale) @ self.image_projection
 
     @staticmethod
     def _mlp(x: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -77,11 +90,14 @@ class Towers:
         """Weighted sum of word embeddings, (n, width) tokens and weights -> (n, dim)."""
         return np.einsum("nw,nwd->nd", weights, self.word_embedding[tokens])
 
-    def items(self, tokens: np.ndarray) -> np.ndarray:
-        """Unit item vectors of padded token rows (0 = padding)."""
+    def items(self, tokens: np.ndarray, image_rows: np.ndarray | None = None) -> np.ndarray:
+        """Unit item vectors of padded token rows (0 = padding), plus each item's image rows where it has one."""
         known = (tokens > 0).astype(np.float32)
         weights = known / np.maximum(known.sum(axis=1, keepdims=True), 1.0)
-        return unit_rows(self._mlp(self.bag(tokens, weights), self.item_layers))
+        bag = self.bag(tokens, weights)
+        if image_rows is not None:
+            bag = bag + image_rows
+        return unit_rows(self._mlp(bag, self.item_layers))
 
     def users(self, id_rows: np.ndarray, profile_tokens: np.ndarray, profile_weights: np.ndarray) -> np.ndarray:
         """Unit user vectors: id embedding rows (zeros for a user known only by history) + profile bag."""
@@ -93,6 +109,9 @@ class Towers:
         for side, layers in (("item", self.item_layers), ("user", self.user_layers)):
             for number, (weight, bias) in enumerate(layers):
                 out[f"{side}_layer_{number}_weight"], out[f"{side}_layer_{number}_bias"] = weight, bias
+        if self.image_projection is not None:
+            out.update(image_projection=self.image_projection, image_mean=self.image_mean, image_scale=self.image_scale,
+                       image_divisor=np.array([self.image_divisor], np.float32))  # fmt: skip
         return out
 
     @classmethod
@@ -102,11 +121,16 @@ class Towers:
             names = [(f"{side}_layer_{n}_weight", f"{side}_layer_{n}_bias") for n in range(count)]
             return [(arrays[w].astype(np.float32), arrays[b].astype(np.float32)) for w, b in names]
 
+        image = {name: arrays[name].astype(np.float32) for name in ("image_projection", "image_mean", "image_scale")
+                 if name in arrays}  # fmt: skip
+        if "image_divisor" in arrays:
+            image["image_divisor"] = float(arrays["image_divisor"][0])
         return cls(
             arrays["word_embedding"].astype(np.float32),
             arrays["user_embedding"].astype(np.float32),
             layers("item"),
             layers("user"),
+            **image,
         )
 
 
@@ -201,14 +225,14 @@ class DssmModel:
     rated_indices: np.ndarray
     settings: dict = field(default_factory=dict)
     journal: Path | None = None
+    item_image_rows: np.ndarray | None = None  # (items, dim): the image tower's output, zeros without an image
 
     def __post_init__(self) -> None:
         self.user_vectors = self.towers.users(
             self.towers.user_embedding, self.user_profile_tokens, self.user_profile_weights
         )
-        self.catalogue = Catalogue(
-            self.item_ids, self.towers.items(self.item_tokens), self.titles, [row[row > 0] for row in self.item_tokens]
-        )
+        vectors = self.towers.items(self.item_tokens, self.item_image_rows)
+        self.catalogue = Catalogue(self.item_ids, vectors, self.titles, [row[row > 0] for row in self.item_tokens])
         self._lock = threading.Lock()
         self._journal_offset = 0
 
@@ -231,6 +255,21 @@ class DssmModel:
     def encode(self, fields: list[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, known word counts) of items given by their features (the items channel's JSON fields)."""
         return self.vocabulary.encode([words_of(f) for f in fields])
+
+    def item_vectors(self, fields: list[Mapping[str, Any]]) -> np.ndarray:
+        """Unit vectors of items given by their features, an "image" (its numbers, any shape) among them."""
+        tokens, _ = self.encode(fields)
+        images = [f.get("image") for f in fields]
+        if self.towers.image_size is None or all(image is None for image in images):
+            return self.towers.items(tokens)
+        rows = np.zeros((len(fields), self.towers.word_embedding.shape[1]), np.float32)
+        for n, image in enumerate(images):
+            if image is not None:
+                raw = image_array(image, self.towers.image_size)
+                if self.towers.image_divisor > 1 and raw.max() > 1:  # 0..255 pixels, as the training channel's
+                    raw = raw / self.towers.image_divisor
+                rows[n] = self.towers.image_rows(raw[None])[0]
+        return self.towers.items(tokens, rows)
 
     # ------------------------------------------------------------------ items added after deployment
     def add_items(self, items: list[dict[str, Any]]) -> None:
@@ -273,7 +312,7 @@ class DssmModel:
         tokens, _ = self.encode(fields)
         self.catalogue = self.catalogue.with_items(
             [item["item_id"] for item in items],
-            self.towers.items(tokens),
+            self.item_vectors(fields),
             [title_of(f) for f in fields],
             [row[row > 0] for row in tokens],
         )
@@ -293,6 +332,7 @@ class DssmModel:
             user_profile_weights=self.user_profile_weights,
             rated_indptr=self.rated_indptr,
             rated_indices=self.rated_indices,
+            **({} if self.item_image_rows is None else {"item_image_rows": self.item_image_rows}),
         )
         atomic.save_npz(model_dir / MODEL_ARRAYS, **arrays)
         settings = {
@@ -326,9 +366,24 @@ class DssmModel:
             rated_indices=arrays["rated_indices"],
             settings=settings,
             journal=journal_path(model_dir),
+            item_image_rows=arrays.get("item_image_rows"),
         )
         model.sync()  # a worker started after items were added sees them too
         return model
+
+
+def image_array(image: Any, size: int) -> np.ndarray:
+    """An item's image as sent (nested lists of numbers, any shape): flat float32 of `size` numbers. Raises
+    ValueError otherwise."""
+    try:
+        flat = np.asarray(image, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError("image must be an array of numbers") from None
+    if flat.size != size:
+        raise ValueError(f"image has {flat.size} numbers; this model's images have {size}")
+    if not np.isfinite(flat).all():
+        raise ValueError("image holds NaN or infinite numbers")
+    return flat.astype(np.float32)
 
 
 def journal_path(model_dir: Path) -> Path:

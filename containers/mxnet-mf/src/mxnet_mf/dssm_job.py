@@ -9,6 +9,8 @@ the user rated nowhere (the NCF papers' protocol).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from byoc_runtime import atomic
@@ -32,6 +34,65 @@ def read_items(env: TrainingEnv) -> ItemFeatures:
             "Lines file with item_id, title, genres, year, text, ...)"
         )
     return parse_items((name, decode_text(blob)) for name, blob in channel_blobs(channel))
+
+
+IMAGE_CHANNELS = ("item_images", "images")
+
+
+def read_images(env: TrainingEnv, ids: list) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The optional image channel: .npz files with `item_ids` (or `ids`) and `images` (or `features`) arrays, or
+    item_ids.npy + images.npy; one row per item, any shape after the first axis (pixels, or a pre-trained
+    network's features), uint8 (scaled to [0, 1]) or floats. Returns (catalogue rows x numbers, has-image
+    mask, divisor), or None without the channel."""
+    channel = next((env.channels[n] for n in IMAGE_CHANNELS if n in env.channels), None)
+    if channel is None:
+        return None
+    pairs = []
+    files = sorted(p for p in Path(channel.path).rglob("*") if p.is_file())
+    for path in files:
+        try:
+            if path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as archive:
+                    names = archive.files
+                    id_name = next((n for n in ("item_ids", "ids") if n in names), None)
+                    image_name = next((n for n in ("images", "features") if n in names), None)
+                    if id_name is None or image_name is None:
+                        raise DataError(
+                            f"Channel '{channel.name}': {path.name} holds {names}; expected item_ids and images"
+                        )
+                    pairs.append((archive[id_name], archive[image_name], path.name))
+            elif path.name == "item_ids.npy" and (path.parent / "images.npy").exists():
+                loaded = (np.load(path, allow_pickle=False), np.load(path.parent / "images.npy", allow_pickle=False))
+                pairs.append((*loaded, "images.npy"))
+        except (ValueError, OSError, EOFError) as err:
+            raise DataError(f"Channel '{channel.name}': {path.name} is not a readable numpy file: {err}") from None
+    if not pairs:
+        raise DataError(f"Channel '{channel.name}' holds no .npz (item_ids + images) or item_ids.npy + images.npy")
+    sizes = {int(np.prod(images.shape[1:])) for _, images, _ in pairs}
+    if len(sizes) > 1:
+        raise DataError(f"Channel '{channel.name}': images of different sizes ({sorted(sizes)} numbers each)")
+    size = sizes.pop()
+    uint8 = all(images.dtype == np.uint8 for _, images, _ in pairs)
+    positions = {id_key(raw): row for row, raw in enumerate(ids)}
+    out, has, unknown = np.zeros((len(ids), size), np.float32), np.zeros(len(ids), bool), 0
+    for item_ids, images, name in pairs:
+        if len(item_ids) != len(images):
+            raise DataError(f"Channel '{channel.name}': {name} has {len(item_ids)} ids for {len(images)} images")
+        if images.dtype.kind not in "uif" or (images.dtype.kind == "f" and not np.isfinite(images).all()):
+            raise DataError(f"Channel '{channel.name}': {name}'s images must be finite numbers, not {images.dtype}")
+        flat = images.reshape(len(images), size).astype(np.float32) / (255.0 if uint8 else 1.0)
+        for raw, row in zip(item_ids.tolist(), flat, strict=True):
+            position = positions.get(id_key(raw))
+            if position is None:
+                unknown += 1
+                continue
+            out[position], has[position] = row, True
+    if unknown:
+        print(f"WARNING: {unknown} image(s) of items not in the catalogue ignored", flush=True)
+    if not has.any():
+        raise DataError(f"Channel '{channel.name}': no image belongs to an item of the items channel or the ratings")
+    print(f"item images: {int(has.sum())} of {len(ids)} items, {size} numbers each", flush=True)
+    return out, has, 255.0 if uint8 else 1.0
 
 
 def catalogue_rows(
@@ -65,6 +126,13 @@ def run(env: TrainingEnv, hp: dict, train_table: RatingTable, validation: Rating
         raise HyperparameterError("dssm_layers", f"expected positive whole numbers of units, got {layers!r}")
     features = read_items(env)
     ids, words, titles, item_rows = catalogue_rows(features, train_table.items)
+    images = read_images(env, ids)
+    standardised = None
+    if images is not None:
+        raw, has, divisor = images
+        mean = raw[has].mean(axis=0)
+        scale = raw[has].std(axis=0) + 1e-3
+        standardised = np.where(has[:, None], (raw - mean) / scale, 0.0).astype(np.float32)
     user_index, users = IdIndex.build(train_table.users)
     liked = train_table.ratings >= hp["positive_rating"]
     if not liked.any():
@@ -83,7 +151,7 @@ def run(env: TrainingEnv, hp: dict, train_table: RatingTable, validation: Rating
         flush=True,
     )
     evaluate = _evaluator(validation, user_index, ids, users, item_rows, hp, profile_tokens, profile_weights,
-                          item_tokens)  # fmt: skip
+                          item_tokens, standardised)  # fmt: skip
 
     from . import dssm_training, fitting
 
@@ -101,10 +169,12 @@ def run(env: TrainingEnv, hp: dict, train_table: RatingTable, validation: Rating
         checkpoint_dir=env.checkpoint_dir,
     )
     signature = {"model": "dssm", "users": len(user_index), "items": len(ids), "words": len(vocabulary.words),
-                 "dim": config.dim, "layers": layers}  # fmt: skip
+                 "dim": config.dim, "layers": layers,
+                 "image_size": None if standardised is None else standardised.shape[1]}  # fmt: skip
     result = dssm_training.fit(
         config,
         item_tokens,
+        standardised,
         profile_tokens,
         profile_weights,
         users[liked],
@@ -117,6 +187,10 @@ def run(env: TrainingEnv, hp: dict, train_table: RatingTable, validation: Rating
     )
     if result.interrupted:
         return
+    image_rows = None
+    if images is not None:
+        result.towers.image_mean, result.towers.image_scale, result.towers.image_divisor = mean, scale, divisor
+        image_rows = np.where(has[:, None], result.towers.image_rows(raw), 0.0).astype(np.float32)
     metrics = {"model": "dssm", "epochs": result.epochs_done, "history": result.history, **result.history[-1]}
     metrics.pop("epoch", None)
     if result.resumed_from is not None:
@@ -134,13 +208,15 @@ def run(env: TrainingEnv, hp: dict, train_table: RatingTable, validation: Rating
         rated_indptr=rated_indptr,
         rated_indices=rated_indices,
         settings={"hyperparameters": hp},
+        item_image_rows=image_rows,
     )
     model.save(env.paths.model_dir)
     atomic.write_json(env.paths.model_dir / "metrics.json", metrics, default=float)
     print(f"model written to {env.paths.model_dir}", flush=True)
 
 
-def _evaluator(validation, user_index, ids, users, item_rows, hp, profile_tokens, profile_weights, item_tokens):
+def _evaluator(validation, user_index, ids, users, item_rows, hp, profile_tokens, profile_weights, item_tokens,
+               standardised):  # fmt: skip
     if validation is None:
         return None
     v_users = user_index.lookup_array(validation.users)
@@ -159,7 +235,8 @@ def _evaluator(validation, user_index, ids, users, item_rows, hp, profile_tokens
     def evaluate(towers: Towers) -> dict[str, float]:
         user_vectors = towers.users(towers.user_embedding[pair_users], profile_tokens[pair_users],
                                     profile_weights[pair_users])  # fmt: skip
-        item_vectors = towers.items(item_tokens)
+        image_rows = None if standardised is None else standardised @ towers.image_projection
+        item_vectors = towers.items(item_tokens, image_rows)
         scores = np.einsum("nd,ncd->nc", user_vectors, item_vectors[candidates])
         hit, ndcg = hit_and_ndcg(scores, TOP_K)
         return {"validation_hr_at_10": hit, "validation_ndcg_at_10": ndcg}

@@ -2,8 +2,9 @@
 
 Instances, told apart as serving.py tells them (or by "task"):
   {"task": "add_item", "item_id": i, "title": .., "genres": .., ...}  adds (or replaces) a catalogue item from
-                                      its features; answered {"item_id", "added" | "replaced", "known_words",
-                                      "unknown_words"}. Runs before the request's other instances.
+                                      its features ("image": its numbers, where the model has an image tower);
+                                      answered {"item_id", "added" | "replaced", "known_words", "unknown_words"}.
+                                      Runs before the request's other instances.
   {"user_id": u, "item_id": i}        the pair's score, answered {"score": cosine}
   {"user_id": u, "item": {features}}  the score of an item given by its features, not added
   {"user_id": u[, "k", "exclude_rated"]}  top-k of the whole catalogue: items never rated and items added
@@ -21,7 +22,7 @@ import numpy as np
 
 from byoc_runtime.errors import BadRequest
 
-from .dssm import Catalogue, DssmModel
+from .dssm import Catalogue, DssmModel, image_array
 from .item_features import words_of
 
 TASKS = {"add_item": "add", "add_items": "add", "add": "add"}
@@ -56,10 +57,14 @@ def predict(query, model: DssmModel, fallback: bool, task_of, raw_id, k_of) -> l
     return answers  # type: ignore[return-value]
 
 
-def _features(number: int, instance: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
+def _features(model: DssmModel, number: int, instance: dict[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
     fields = {key: value for key, value in instance.items() if key not in skip}
     try:
         words_of(fields)
+        if fields.get("image") is not None:
+            if model.towers.image_size is None:
+                raise ValueError("this model was trained without item images (no item_images channel)")
+            image_array(fields["image"], model.towers.image_size)
     except ValueError as err:
         raise BadRequest(f"instance {number}: {err}") from None
     return fields
@@ -69,7 +74,7 @@ def _add(model: DssmModel, query, numbers: list[int], raw_id, answers: list) -> 
     items = []
     for n in numbers:
         raw = raw_id(n, query.instances[n], "item_id")
-        items.append({"item_id": raw, **_features(n, query.instances[n], ("task", "item_id"))})
+        items.append({"item_id": raw, **_features(model, n, query.instances[n], ("task", "item_id"))})
     before = model.catalogue
     _, known = model.encode([{k: v for k, v in item.items() if k != "item_id"} for item in items])
     model.add_items(items)
@@ -133,9 +138,8 @@ def _scores(model, catalogue, query, numbers, fallback, raw_id, k_of, answers) -
             given = query.instances[numbers[row]]["item"]
             if not isinstance(given, dict):
                 raise BadRequest(f"instance {numbers[row]}: item must be an object of features")
-            fields.append(_features(numbers[row], given, ("item_id",)))
-        tokens, _ = model.encode(fields)
-        item_vectors[inline] = model.towers.items(tokens)
+            fields.append(_features(model, numbers[row], given, ("item_id",)))
+        item_vectors[inline] = model.item_vectors(fields)
     by_id = [row for row in range(len(numbers)) if row not in set(inline)]
     if by_id:
         raws = [raw_id(numbers[row], query.instances[numbers[row]], "item_id") for row in by_id]

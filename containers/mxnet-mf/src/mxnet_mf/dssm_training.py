@@ -90,9 +90,12 @@ def item_weights(tokens: np.ndarray) -> np.ndarray:
 
 
 class _Net(gluon.Block):
-    def __init__(self, vocabulary: int, users: int, config: DssmConfig):
+    def __init__(self, vocabulary: int, users: int, config: DssmConfig, image_size: int | None = None):
         super().__init__()
         with self.name_scope():
+            self.image = None
+            if image_size:  # standardised image numbers -> dim, added to the item's bag of words
+                self.image = gluon.nn.Dense(config.dim, use_bias=False, flatten=False, in_units=image_size)
             self.words = self.params.get("words", shape=(vocabulary, config.dim), init=mx.init.Normal(0.1))
             self.user_ids = gluon.nn.Embedding(users, config.dim, weight_initializer=mx.init.Normal(0.1))
             self.item_mlp, self.user_mlp = gluon.nn.Sequential(), gluon.nn.Sequential()
@@ -101,12 +104,15 @@ class _Net(gluon.Block):
                     last = number == len(config.layers) - 1
                     mlp.add(gluon.nn.Dense(units, activation=None if last else "relu", flatten=False))
 
-    def forward(self, users, profile_rows, keep, item_rows):
+    def forward(self, users, profile_rows, keep, item_rows, item_images=None):
         """Cosines (batch, 1 + negatives): item_rows (csr) holds each user's positive then its negatives."""
         words = self.words.data(users.context)
         bag = _SparseBag(profile_rows)(words)
         user = nd.L2Normalization(self.user_mlp(nd.concat(self.user_ids(users) * keep, bag, dim=1)))
-        items = nd.L2Normalization(self.item_mlp(_SparseBag(item_rows)(words)))
+        item_bag = _SparseBag(item_rows)(words)
+        if self.image is not None:
+            item_bag = item_bag + self.image(item_images)
+        items = nd.L2Normalization(self.item_mlp(item_bag))
         items = items.reshape((len(users), -1, user.shape[1]))
         return nd.batch_dot(items, user.expand_dims(2)).reshape((len(users), -1))
 
@@ -116,12 +122,16 @@ class _Net(gluon.Block):
 
         words = self.words.data().asnumpy().copy()
         words[0] = 0.0  # padding
-        return Towers(words, self.user_ids.weight.data().asnumpy(), layers(self.item_mlp), layers(self.user_mlp))
+        towers = Towers(words, self.user_ids.weight.data().asnumpy(), layers(self.item_mlp), layers(self.user_mlp))
+        if self.image is not None:
+            towers.image_projection = self.image.weight.data().asnumpy().T.copy()
+        return towers
 
 
 def fit(
     config: DssmConfig,
     item_tokens: np.ndarray,
+    item_images: np.ndarray | None,
     profile_tokens: np.ndarray,
     profile_weights: np.ndarray,
     positive_users: np.ndarray,
@@ -132,12 +142,13 @@ def fit(
     signature: dict | None = None,
     write_checkpoints: bool = True,
 ) -> DssmResult:
-    """Train on the positive (user index, catalogue row) pairs. `evaluate(towers)` after each epoch returns
-    metrics to log. Checkpoints every epoch and resumes from the newest one written for the same signature; a
-    SIGTERM saves one after the current batch and returns with `interrupted` set."""
+    """Train on the positive (user index, catalogue row) pairs; `item_images` (catalogue rows x numbers,
+    standardised, zero rows for items without one) feed the image tower when given. `evaluate(towers)` after
+    each epoch returns metrics to log. Checkpoints every epoch and resumes from the newest one written for the
+    same signature; a SIGTERM saves one after the current batch and returns with `interrupted` set."""
     mx.random.seed(config.seed)
     num_users, num_items = len(profile_tokens), len(item_tokens)
-    net = _Net(vocabulary_size, num_users, config)
+    net = _Net(vocabulary_size, num_users, config, None if item_images is None else item_images.shape[1])
     net.initialize(mx.init.Xavier(), ctx=ctx)
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": config.learning_rate, "wd": config.wd})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -150,7 +161,8 @@ def fit(
 
         def restore(found: checkpoints.Checkpoint) -> None:
             first = np.zeros(1, np.int64)
-            net(nd.zeros(1, ctx=ctx), profile_bags.take(first), nd.ones((1, 1), ctx=ctx), item_bags.take(first))
+            images = None if item_images is None else nd.array(item_images[first], ctx=ctx)
+            net(nd.zeros(1, ctx=ctx), profile_bags.take(first), nd.ones((1, 1), ctx=ctx), item_bags.take(first), images)
             net.load_parameters(str(found.params), ctx=ctx)
             if found.states is not None:
                 trainer.load_states(str(found.states))
@@ -181,6 +193,7 @@ def fit(
                     profile_bags.take(positive_users[rows]),
                     nd.array(keep[first : first + len(rows), None], ctx=ctx),
                     item_bags.take(candidates.ravel()),
+                    None if item_images is None else nd.array(item_images[candidates.ravel()], ctx=ctx),
                 )
                 loss = loss_fn(cosines * config.gamma, nd.zeros(len(rows), ctx=ctx))
             loss.backward()

@@ -62,8 +62,8 @@ def words_of(fields: Mapping[str, Any]) -> list[str]:
     year = fields.get("year")
     for key, value in fields.items():
         name = str(key).strip().lower()
-        if name in ID_COLUMNS or value is None:
-            continue
+        if name in ID_COLUMNS or name == "image" or value is None:
+            continue  # an image is the image tower's (dssm.image_array), not words
         values = value if isinstance(value, list) else [value]
         if any(isinstance(v, dict | list) for v in values):
             raise ValueError(f"field {key!r} must be text, a number or a list of them, got {value!r}")
