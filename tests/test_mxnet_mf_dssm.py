@@ -180,3 +180,15 @@ def test_the_image_tower_places_an_item_known_only_by_its_image(harness, image, 
         assert np.mean(hits) >= 0.6 and np.mean(misses) <= 0.1, (np.mean(hits), np.mean(misses))
         wrong = endpoint.invoke(json.dumps({"task": "add_item", "item_id": 1, "image": [1, 2, 3]}))
         assert wrong.status_code == 400 and "16" in wrong.json()["error"]
+
+
+def test_a_dssm_job_resumes_from_its_checkpoint(harness, image, content, tmp_path):
+    root, _ = content
+    channels = {n: ChannelSpec(root / n) for n in ("train", "items")}
+    first = harness.train(image, {**HYPERPARAMETERS, "epochs": 2}, channels, checkpoint_dir=tmp_path)
+    assert first.ok, first.logs()
+    second = harness.train(image, {**HYPERPARAMETERS, "epochs": 4}, channels, checkpoint_dir=tmp_path)
+    assert second.ok, second.logs()
+    assert "resuming the DSSM from its checkpoint at epoch 2" in second.master.logs
+    metrics = json.loads((second.model_dir / "metrics.json").read_text())
+    assert metrics["resumed_from_epoch"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]
