@@ -22,7 +22,9 @@ git-ignored folder. Three protocols, one table each:
 - ranking: leave-latest-out (ncf_tf.evaluation): each user's latest rating held out and ranked among 100 items
   the user never rated; HR@10 / NDCG@10 of ncf-tf (served, bench.ncf_quality's run), mxnet-mf's DSSM (served,
   trained on the same training ratings), popularity and random.
-Prints the tables, saves bench/results/recommenders.json, exits 1 when the cold-start goal is missed.
+Prints the tables, saves bench/results/recommenders.json (a run of some sections keeps the others' last
+results for the same data and seed; each section records its command), exits 1 when the cold-start goal is
+missed.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 import bench  # noqa: F401 - puts containers/*/src on sys.path
-from bench.machine import markdown_table, save
+from bench.machine import RESULTS, markdown_table, save
 
 COLD_SHARE, CANDIDATES, K, LIKED = 0.1, 100, 10, 4.0
 GOAL_RATIO = 1.5
@@ -287,8 +289,8 @@ def ranking(data: Path, ratings: np.ndarray, items_path: Path, mf_image: str, nc
         from bench import ncf_quality
 
         run = ncf_quality.measure(ncf_image, data, [seed], {})[0]
-        rows["ncf-tf NeuMF (served)"] = {"hr_at_10": run.get("hr_at_10"), "ndcg_at_10": run.get("ndcg_at_10"),
-                                         "train_s": run.get("train_s")}  # fmt: skip
+        rows["ncf-tf NeuMF (served)"] = {"hr_at_10": run["served_hr_at_10"], "ndcg_at_10": run["served_ndcg_at_10"],
+                                         "train_s": run["job_seconds_with_container"]}  # fmt: skip
     # DSSM on the same training ratings (the held-out latest ones removed) and all items' features
     held = {
         (int(u), int(i)) for u, i in zip(protocol.user_ids.tolist(), protocol.candidate_ids[:, 0].tolist(), strict=True)
@@ -342,15 +344,24 @@ def main(argv: list[str] | None = None) -> int:
     ncf_image = None if args.image_ncf == "none" else args.image_ncf or build_image("ncf-tf")
     ratings, items_path, _ = load(args.data)
     work = Path(tempfile.mkdtemp(prefix="bench-recommenders-"))
+    command = "python -m bench.recommenders " + " ".join(sys.argv[1:] if argv is None else argv)
     results: dict = {"data": args.data.name, "ratings": len(ratings), "seed": args.seed}
+    # A run of some sections keeps the others' last results on the same data and seed (each says its command).
+    saved = RESULTS / "recommenders.json"
+    if saved.exists():
+        previous = json.loads(saved.read_text())
+        if (previous.get("data"), previous.get("seed")) == (results["data"], args.seed):
+            results.update({k: v for k, v in previous.items() if k in ("cold_start", "rating", "ranking")})
     if "cold-start" in args.only:
         extra = dict(item.split("=", 1) for item in args.set)
         results["cold_start"] = cold_start(ratings, items_path, mf_image, args.seed, work, extra)
         results["cold_start"]["hyperparameters"] = extra or "defaults"
+        results["cold_start"]["command"] = command
     if "rating" in args.only:
-        results["rating"] = rating(ratings, mf_image, args.seed, work)
+        results["rating"] = {**rating(ratings, mf_image, args.seed, work), "command": command}
     if "ranking" in args.only:
-        results["ranking"] = ranking(args.data, ratings, items_path, mf_image, ncf_image, args.seed, work)
+        results["ranking"] = {**ranking(args.data, ratings, items_path, mf_image, ncf_image, args.seed, work),
+                              "command": command}  # fmt: skip
     for section, metrics in (("rating", ("rmse", "train_s")), ("ranking", ("hr_at_10", "ndcg_at_10", "train_s")),
                              ("cold_start", ("hr_at_10", "ndcg_at_10", "cases"))):  # fmt: skip
         if section not in results:
@@ -365,7 +376,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ncold start: DSSM HR@10 = {ratio:.2f}x popularity-by-genre's (goal >= {GOAL_RATIO}): "
               f"{'met' if met else 'NOT met'}")  # fmt: skip
         status = 0 if met else 1
-    command = "python -m bench.recommenders " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"saved {save('recommenders', results, command)}")
     return status
 
