@@ -141,21 +141,27 @@ def unit_rows(rows: np.ndarray) -> np.ndarray:
 def profiles(vocabulary_size: int, item_tokens: np.ndarray, users: np.ndarray, items: np.ndarray, num_users: int,
              width: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Each user's query words: the `width` most frequent known words over the items the user liked (one count
-    per item), weighted by their share of those counts. (num_users, width) tokens and weights."""
+    per item), weighted by their share of those counts. (num_users, width) tokens and weights. Vectorised:
+    ML-25M's 162,000 users take seconds, not a Python loop over users x vocabulary."""
     tokens = np.zeros((num_users, width), dtype=np.int32)
     weights = np.zeros((num_users, width), dtype=np.float32)
-    order = np.argsort(users, kind="stable")
-    bounds = np.searchsorted(users[order], np.arange(num_users + 1))
-    for user in range(num_users):
-        liked = items[order[bounds[user] : bounds[user + 1]]]
-        if not len(liked):
-            continue
-        words = item_tokens[liked].ravel()
-        counts = np.bincount(words[words > 0], minlength=vocabulary_size)
-        top = np.argsort(-counts, kind="stable")[:width]
-        top = top[counts[top] > 0]
-        tokens[user, : len(top)] = top
-        weights[user, : len(top)] = counts[top] / counts[top].sum()
+    pair_tokens = item_tokens[items]
+    owners = np.repeat(np.asarray(users, np.int64), pair_tokens.shape[1])
+    words = pair_tokens.ravel().astype(np.int64)
+    known = words > 0
+    keys, counts = np.unique(owners[known] * vocabulary_size + words[known], return_counts=True)
+    if not len(keys):
+        return tokens, weights
+    owner, word = keys // vocabulary_size, keys % vocabulary_size
+    order = np.lexsort((word, -counts, owner))  # per user: most frequent first, ties by word index
+    owner, word, counts = owner[order], word[order], counts[order]
+    starts = np.searchsorted(owner, owner, side="left")
+    rank = np.arange(len(owner)) - starts
+    keep = rank < width
+    owner, word, counts, rank = owner[keep], word[keep], counts[keep].astype(np.float32), rank[keep]
+    totals = np.bincount(owner, weights=counts, minlength=num_users)
+    tokens[owner, rank] = word
+    weights[owner, rank] = counts / totals[owner]
     return tokens, weights
 
 
