@@ -192,3 +192,16 @@ def test_a_dssm_job_resumes_from_its_checkpoint(harness, image, content, tmp_pat
     assert "resuming the DSSM from its checkpoint at epoch 2" in second.master.logs
     metrics = json.loads((second.model_dir / "metrics.json").read_text())
     assert metrics["resumed_from_epoch"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4]
+
+
+def test_a_validation_channel_logs_hit_ratio_well_above_random(harness, image, tmp_path):
+    data = synthetic.generate_content(num_users=240, num_items=180, per_user=40, seed=5)
+    train, test = data.ratings.split(0.2, seed=1)
+    train.write(tmp_path / "train" / "u.base", "u.data")
+    test.write(tmp_path / "test" / "u.test", "u.data")
+    data.write_items(tmp_path / "items" / "items.jsonl", "jsonl")
+    result = harness.train(image, HYPERPARAMETERS, {n: ChannelSpec(tmp_path / n) for n in ("train", "test", "items")})
+    assert result.ok, result.logs()
+    metrics = json.loads((result.model_dir / "metrics.json").read_text())
+    assert metrics["validation_hr_at_10"] > 0.3, metrics  # 100 unrated candidates: random is ~0.1
+    assert "#metric: validation_ndcg_at_10=" in result.master.logs

@@ -245,13 +245,11 @@ class DssmModel:
     # ------------------------------------------------------------------ the towers
     def history_vectors(self, catalogue: Catalogue, histories: list[np.ndarray]) -> np.ndarray:
         """Users known only by the items they liked (catalogue rows): the user tower with a zero id row."""
+        liked = np.concatenate([np.asarray(h, np.int64) for h in histories] + [np.zeros(0, np.int64)])
+        owners = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
         width = self.user_profile_tokens.shape[1]
-        tokens, weights = np.zeros((len(histories), width), np.int32), np.zeros((len(histories), width), np.float32)
-        for row, liked in enumerate(histories):
-            liked_tokens = catalogue.padded_tokens(liked)
-            t, w = profiles(len(self.vocabulary), liked_tokens, np.zeros(len(liked), np.int64),
-                            np.arange(len(liked)), 1, width)  # fmt: skip
-            tokens[row], weights[row] = t[0], w[0]
+        tokens, weights = profiles(len(self.vocabulary), catalogue.padded_tokens(liked), owners,
+                                   np.arange(len(liked)), len(histories), width)  # fmt: skip
         ids = np.zeros((len(histories), self.towers.user_embedding.shape[1]), np.float32)
         return self.towers.users(ids, tokens, weights)
 
@@ -262,9 +260,10 @@ class DssmModel:
         """(tokens, known word counts) of items given by their features (the items channel's JSON fields)."""
         return self.vocabulary.encode([words_of(f) for f in fields])
 
-    def item_vectors(self, fields: list[Mapping[str, Any]]) -> np.ndarray:
-        """Unit vectors of items given by their features, an "image" (its numbers, any shape) among them."""
-        tokens, _ = self.encode(fields)
+    def item_vectors(self, fields: list[Mapping[str, Any]], tokens: np.ndarray | None = None) -> np.ndarray:
+        """Unit vectors of items given by their features, an "image" (its numbers, any shape) among them;
+        `tokens`: their words already encoded."""
+        tokens = self.encode(fields)[0] if tokens is None else tokens
         images = [f.get("image") for f in fields]
         if self.towers.image_size is None or all(image is None for image in images):
             return self.towers.items(tokens)
@@ -318,7 +317,7 @@ class DssmModel:
         tokens, _ = self.encode(fields)
         self.catalogue = self.catalogue.with_items(
             [item["item_id"] for item in items],
-            self.item_vectors(fields),
+            self.item_vectors(fields, tokens),
             [title_of(f) for f in fields],
             [row[row > 0] for row in tokens],
         )

@@ -39,7 +39,7 @@ def read_items(env: TrainingEnv) -> ItemFeatures:
 IMAGE_CHANNELS = ("item_images", "images")
 
 
-def read_images(env: TrainingEnv, ids: list) -> tuple[np.ndarray, np.ndarray, float] | None:
+def read_images(env: TrainingEnv, positions: dict, count: int) -> tuple[np.ndarray, np.ndarray, float] | None:
     """The optional image channel: .npz files with `item_ids` (or `ids`) and `images` (or `features`) arrays, or
     item_ids.npy + images.npy; one row per item, any shape after the first axis (pixels, or a pre-trained
     network's features), uint8 (scaled to [0, 1]) or floats. Returns (catalogue rows x numbers, has-image
@@ -73,8 +73,7 @@ def read_images(env: TrainingEnv, ids: list) -> tuple[np.ndarray, np.ndarray, fl
         raise DataError(f"Channel '{channel.name}': images of different sizes ({sorted(sizes)} numbers each)")
     size = sizes.pop()
     uint8 = all(images.dtype == np.uint8 for _, images, _ in pairs)
-    positions = {id_key(raw): row for row, raw in enumerate(ids)}
-    out, has, unknown = np.zeros((len(ids), size), np.float32), np.zeros(len(ids), bool), 0
+    out, has, unknown = np.zeros((count, size), np.float32), np.zeros(count, bool), 0
     for item_ids, images, name in pairs:
         if len(item_ids) != len(images):
             raise DataError(f"Channel '{channel.name}': {name} has {len(item_ids)} ids for {len(images)} images")
@@ -91,14 +90,15 @@ def read_images(env: TrainingEnv, ids: list) -> tuple[np.ndarray, np.ndarray, fl
         print(f"WARNING: {unknown} image(s) of items not in the catalogue ignored", flush=True)
     if not has.any():
         raise DataError(f"Channel '{channel.name}': no image belongs to an item of the items channel or the ratings")
-    print(f"item images: {int(has.sum())} of {len(ids)} items, {size} numbers each", flush=True)
+    print(f"item images: {int(has.sum())} of {count} items, {size} numbers each", flush=True)
     return out, has, 255.0 if uint8 else 1.0
 
 
 def catalogue_rows(
     features: ItemFeatures, rated_items: np.ndarray
-) -> tuple[list, list[list[str]], list[str], np.ndarray]:
-    """(ids, words, titles, row of each rating's item): the channel's items, then rated ones it lacks."""
+) -> tuple[list, list[list[str]], list[str], np.ndarray, dict]:
+    """(ids, words, titles, row of each rating's item, row of each id_key): the channel's items, then rated
+    ones it lacks."""
     ids, words, titles = list(features.ids), list(features.words), list(features.titles)
     positions = {id_key(raw): row for row, raw in enumerate(ids)}
     missing = 0
@@ -115,7 +115,7 @@ def catalogue_rows(
         rows[n] = row
     if missing:
         print(f"WARNING: {missing} rated item(s) have no features in the items channel: scored by id alone", flush=True)
-    return ids, words, titles, rows
+    return ids, words, titles, rows, positions
 
 
 def run(env: TrainingEnv, hp: dict, train_table: RatingTable, validation: RatingTable | None) -> None:
@@ -125,8 +125,8 @@ def run(env: TrainingEnv, hp: dict, train_table: RatingTable, validation: Rating
     if not layers or any(not isinstance(units, int) or units < 1 for units in layers):
         raise HyperparameterError("dssm_layers", f"expected positive whole numbers of units, got {layers!r}")
     features = read_items(env)
-    ids, words, titles, item_rows = catalogue_rows(features, train_table.items)
-    images = read_images(env, ids)
+    ids, words, titles, item_rows, positions = catalogue_rows(features, train_table.items)
+    images = read_images(env, positions, len(ids))
     standardised = None
     if images is not None:
         raw, has, divisor = images
@@ -150,7 +150,7 @@ def run(env: TrainingEnv, hp: dict, train_table: RatingTable, validation: Rating
         f"{float(np.mean(known)):.1f} known words an item",
         flush=True,
     )
-    evaluate = _evaluator(validation, user_index, ids, users, item_rows, hp, profile_tokens, profile_weights,
+    evaluate = _evaluator(validation, user_index, ids, positions, users, item_rows, hp, profile_tokens, profile_weights,
                           item_tokens, standardised)  # fmt: skip
 
     from . import dssm_training, fitting
@@ -215,12 +215,11 @@ def run(env: TrainingEnv, hp: dict, train_table: RatingTable, validation: Rating
     print(f"model written to {env.paths.model_dir}", flush=True)
 
 
-def _evaluator(validation, user_index, ids, users, item_rows, hp, profile_tokens, profile_weights, item_tokens,
-               standardised):  # fmt: skip
+def _evaluator(validation, user_index, ids, positions, users, item_rows, hp, profile_tokens, profile_weights,
+               item_tokens, standardised):  # fmt: skip
     if validation is None:
         return None
     v_users = user_index.lookup_array(validation.users)
-    positions = {id_key(raw): row for row, raw in enumerate(ids)}
     v_rows = np.array([positions.get(id_key(raw), -1) for raw in validation.items.tolist()], dtype=np.int64)
     usable = (v_users >= 0) & (v_rows >= 0) & (validation.ratings >= hp["positive_rating"])
     if not usable.any():

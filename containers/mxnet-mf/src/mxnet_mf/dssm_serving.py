@@ -24,8 +24,10 @@ from byoc_runtime.errors import BadRequest
 
 from .dssm import Catalogue, DssmModel, image_array
 from .item_features import words_of
+from .recommender import top_k
 
 TASKS = {"add_item": "add", "add_items": "add", "add": "add"}
+ADD_FIRST = "; add them first with their features (task add_item)"
 
 
 def predict(query, model: DssmModel, fallback: bool, task_of, raw_id, k_of) -> list[dict[str, Any]]:
@@ -76,35 +78,35 @@ def _add(model: DssmModel, query, numbers: list[int], raw_id, answers: list) -> 
         raw = raw_id(n, query.instances[n], "item_id")
         items.append({"item_id": raw, **_features(model, n, query.instances[n], ("task", "item_id"))})
     before = model.catalogue
-    _, known = model.encode([{k: v for k, v in item.items() if k != "item_id"} for item in items])
+    words = [words_of({k: v for k, v in item.items() if k != "item_id"}) for item in items]
+    _, known = model.vocabulary.encode(words)
     model.add_items(items)
-    for n, item, count in zip(numbers, items, known.tolist(), strict=True):
-        words = len(words_of({k: v for k, v in item.items() if k != "item_id"}))
+    for n, item, item_words, count in zip(numbers, items, words, known.tolist(), strict=True):
         answers[n] = {
             "item_id": item["item_id"],
             "replaced" if before.lookup(item["item_id"]) >= 0 else "added": True,
             "known_words": count,
-            "unknown_words": words - count,
+            "unknown_words": len(item_words) - count,
         }
 
 
 def _user_vectors(model: DssmModel, catalogue: Catalogue, query, numbers, fallback, raw_id):
-    """(vectors, user indices (-1: not a trained user), rows to exclude per instance)."""
+    """(vectors, rows to exclude per instance: the user's rated items, or their history)."""
     vectors = np.empty((len(numbers), model.user_vectors.shape[1]), np.float32)
-    users = np.full(len(numbers), -1, np.int64)
     excluded: list[np.ndarray] = []
     unknown = []
     for row, n in enumerate(numbers):
         instance = query.instances[n]
+        user = -1
         if "user_id" in instance:
             raw = raw_id(n, instance, "user_id")
-            users[row] = model.users.lookup(raw)
-            if users[row] < 0 and not fallback:
+            user = model.users.lookup(raw)
+            if user < 0 and not fallback:
                 unknown.append((n, raw))
         history = instance.get("history")
-        if users[row] >= 0:
-            vectors[row] = model.user_vectors[users[row]]
-            excluded.append(model.rated_rows(users[row]))
+        if user >= 0:
+            vectors[row] = model.user_vectors[user]
+            excluded.append(model.rated_rows(user))
             continue
         liked = _history_rows(n, history, catalogue) if history is not None else np.zeros(0, np.int64)
         vectors[row] = model.history_vectors(catalogue, [liked])[0]
@@ -115,21 +117,26 @@ def _user_vectors(model: DssmModel, catalogue: Catalogue, query, numbers, fallba
             f"unknown user id(s) not seen in training: {shown}; send the items the user liked as "
             '"history", or "unknown_ids": "fallback"'
         )
-    return vectors, users, excluded
+    return vectors, excluded
 
 
 def _history_rows(number: int, history: Any, catalogue: Catalogue) -> np.ndarray:
     if not isinstance(history, list) or len(history) > 10000:
         raise BadRequest(f"instance {number}: history must be a list of (at most 10,000) item ids")
-    rows = np.array([catalogue.lookup(raw) for raw in history], dtype=np.int64)
+    return _catalogue_rows(catalogue, history, f"instance {number}: history names item(s) not in the catalogue", "")
+
+
+def _catalogue_rows(catalogue: Catalogue, raws: list, what: str = "unknown item id(s)", hint: str = ADD_FIRST):
+    """Rows of item ids; any id not in the catalogue answers 400 `what: [the first ten]hint`."""
+    rows = np.array([catalogue.lookup(raw) for raw in raws], dtype=np.int64)
     if (rows < 0).any():
-        missing = [raw for raw, row in zip(history, rows.tolist(), strict=True) if row < 0][:10]
-        raise BadRequest(f"instance {number}: history names item(s) not in the catalogue: {missing}")
+        missing = [raw for raw, row in zip(raws, rows.tolist(), strict=True) if row < 0][:10]
+        raise BadRequest(f"{what}: {missing}{hint}")
     return rows
 
 
 def _scores(model, catalogue, query, numbers, fallback, raw_id, k_of, answers) -> None:
-    vectors, _, _ = _user_vectors(model, catalogue, query, numbers, fallback, raw_id)
+    vectors, _ = _user_vectors(model, catalogue, query, numbers, fallback, raw_id)
     item_vectors = np.empty_like(vectors)
     inline = [row for row, n in enumerate(numbers) if "item" in query.instances[n]]
     if inline:
@@ -143,18 +150,14 @@ def _scores(model, catalogue, query, numbers, fallback, raw_id, k_of, answers) -
     by_id = [row for row in range(len(numbers)) if row not in set(inline)]
     if by_id:
         raws = [raw_id(numbers[row], query.instances[numbers[row]], "item_id") for row in by_id]
-        rows = np.array([catalogue.lookup(raw) for raw in raws], dtype=np.int64)
-        if (rows < 0).any():
-            missing = [raw for raw, r in zip(raws, rows.tolist(), strict=True) if r < 0][:10]
-            raise BadRequest(f"unknown item id(s): {missing}; add them first with their features (task add_item)")
-        item_vectors[by_id] = catalogue.vectors[rows]
+        item_vectors[by_id] = catalogue.vectors[_catalogue_rows(catalogue, raws)]
     for row, n in enumerate(numbers):
         answers[n] = {"score": float(vectors[row] @ item_vectors[row])}
 
 
 def _recommend(model, catalogue, query, numbers, fallback, raw_id, k_of, answers) -> None:
     ks = [k_of(n, query.instances[n], query.options, "recommend") for n in numbers]
-    vectors, _, excluded = _user_vectors(model, catalogue, query, numbers, fallback, raw_id)
+    vectors, excluded = _user_vectors(model, catalogue, query, numbers, fallback, raw_id)
     scores = vectors @ catalogue.vectors.T
     for row, n in enumerate(numbers):
         flag = query.instances[n].get("exclude_rated", query.options.get("exclude_rated", True))
@@ -162,8 +165,6 @@ def _recommend(model, catalogue, query, numbers, fallback, raw_id, k_of, answers
             raise BadRequest(f"instance {n}: exclude_rated must be true or false, got {flag!r}")
         if flag:
             scores[row, excluded[row]] = -np.inf
-    from .recommender import top_k
-
     top, values = top_k(scores, max(ks))
     for row, n in enumerate(numbers):
         answer = {"recommendations": _ranked(catalogue, top[row], values[row], ks[row], "score")}
@@ -175,12 +176,7 @@ def _recommend(model, catalogue, query, numbers, fallback, raw_id, k_of, answers
 def _similar(model, catalogue, query, numbers, fallback, raw_id, k_of, answers) -> None:
     raws = [raw_id(n, query.instances[n], "item_id") for n in numbers]
     ks = [k_of(n, query.instances[n], query.options, "similar") for n in numbers]
-    rows = np.array([catalogue.lookup(raw) for raw in raws], dtype=np.int64)
-    if (rows < 0).any():
-        missing = [raw for raw, r in zip(raws, rows.tolist(), strict=True) if r < 0][:10]
-        raise BadRequest(f"unknown item id(s): {missing}; add them first with their features (task add_item)")
-    from .recommender import top_k
-
+    rows = _catalogue_rows(catalogue, raws)
     similarity = catalogue.vectors[rows] @ catalogue.vectors.T
     similarity[np.arange(len(rows)), rows] = -np.inf
     top, values = top_k(similarity, max(ks))
