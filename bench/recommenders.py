@@ -86,12 +86,11 @@ def write_items(path: Path, ids: list, rows: list[dict]) -> None:
 def ranked(scores: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, float]:
     """HR@K / NDCG@K of (n, 1 + candidates) scores, column 0 the positive; with rng, ties are broken at random
     (a tiny jitter), else they count against the positive."""
+    from ncf_tf.evaluation import ranking_metrics
+
     if rng is not None:
         scores = scores + rng.random(scores.shape) * 1e-9 * max(1.0, float(np.abs(scores).max()))
-    rank = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
-    hit = rank < K
-    return {"hr_at_10": float(hit.mean()), "ndcg_at_10": float(np.where(hit, 1 / np.log2(rank + 2.0), 0).mean()),
-            "cases": len(scores)}  # fmt: skip
+    return {**ranking_metrics(scores, K), "cases": len(scores)}
 
 
 def served_pair_scores(endpoint, users: np.ndarray, items: np.ndarray, key: str) -> np.ndarray:
