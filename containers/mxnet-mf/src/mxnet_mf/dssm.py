@@ -92,9 +92,7 @@ class Towers:
 
     def items(self, tokens: np.ndarray, image_rows: np.ndarray | None = None) -> np.ndarray:
         """Unit item vectors of padded token rows (0 = padding), plus each item's image rows where it has one."""
-        known = (tokens > 0).astype(np.float32)
-        weights = known / np.maximum(known.sum(axis=1, keepdims=True), 1.0)
-        bag = self.bag(tokens, weights)
+        bag = self.bag(tokens, item_weights(tokens))
         if image_rows is not None:
             bag = bag + image_rows
         return unit_rows(self._mlp(bag, self.item_layers))
@@ -132,6 +130,12 @@ class Towers:
             layers("user"),
             **image,
         )
+
+
+def item_weights(tokens: np.ndarray) -> np.ndarray:
+    """The item tower's bag: the mean of the item's known words (0 = padding)."""
+    known = (tokens > 0).astype(np.float32)
+    return known / np.maximum(known.sum(axis=1, keepdims=True), 1.0)
 
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:

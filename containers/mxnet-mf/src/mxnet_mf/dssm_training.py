@@ -21,7 +21,7 @@ from byoc_runtime import interrupt
 from byoc_runtime.metrics import log_metric
 
 from . import checkpoints
-from .dssm import Towers
+from .dssm import Towers, item_weights
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,6 @@ class _CsrRows:
         return nd.sparse.csr_matrix(
             (self.data[picked], self.indices[picked], indptr), shape=(len(rows), self.columns), ctx=self.ctx
         )
-
-
-def item_weights(tokens: np.ndarray) -> np.ndarray:
-    """The item tower's bag: the mean of the item's known words."""
-    known = (tokens > 0).astype(np.float32)
-    return known / np.maximum(known.sum(axis=1, keepdims=True), 1.0)
 
 
 class _Net(gluon.Block):
