@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Build, tag, list and push every image of this project (CPU and GPU variants).
 #
-#   ./build.sh build [FAMILY...] [--gpu]                 build the base layers they need, then the families
-#   ./build.sh push  [FAMILY...] [--gpu] --registry URI  push to any registry (docker login, or
-#                                                        REGISTRY_USERNAME/REGISTRY_PASSWORD in the env)
-#   ./build.sh push  [FAMILY...] [--gpu] --ecr [--region R] [--account A]
+#   ./build.sh build [FAMILY...] [--gpu] [--serve|--full]
+#                                                        build the base layers they need, then the families:
+#                                                        each family's full image and, CPU only, its serve-only
+#                                                        image (Dockerfile.serve: on byoc-base, no framework)
+#                                                        --serve: the serve-only images only; --full: no serve-only
+#   ./build.sh push  [FAMILY...] [--gpu] [--serve] --registry URI
+#                                                        push to any registry (docker login, or
+#                                                        REGISTRY_USERNAME/REGISTRY_PASSWORD in the env);
+#                                                        --serve: the serve-only images instead
+#   ./build.sh push  [FAMILY...] [--gpu] [--serve] --ecr [--region R] [--account A]
 #                                                        push to Amazon ECR: repositories created if missing,
 #                                                        login token from boto3 ecr.get_authorization_token
 #   ./build.sh list                                      images, tags, sizes and git revisions
@@ -17,6 +23,8 @@
 #                                                        (exit 3: the advisory service is unreachable)
 #
 # Tags: byoc-<family>:<version>-<cpu|gpu> and byoc-<family>:latest-<cpu|gpu>; <version> is in ./VERSION.
+# Serve-only images (mxnet-mf, fm, ncf-tf, gluon-cnn; CPU): byoc-<family>:<version>-cpu-serve and
+# byoc-<family>:latest-cpu-serve, in the family's repository.
 # BASE_IMAGE picks the OS image (default debian:bookworm-slim); where it cannot be pulled, one is
 # bootstrapped from Debian's packages with debootstrap.
 set -euo pipefail
@@ -47,8 +55,8 @@ test_families() { for d in tests/families/*/Dockerfile; do [[ -f $d ]] || contin
 all_names() { echo base mxnet tensorflow; product_families; test_families; }
 
 parent_of() {  # the base layer a family builds on, read from its Dockerfile's FRAMEWORK_IMAGE default
-  local dir=$1
-  sed -n 's/^ARG FRAMEWORK_IMAGE=byoc-\([a-z-]*\):.*/\1/p' "$dir/Dockerfile" | head -1
+  local dir=$1 dockerfile=${2:-Dockerfile}
+  sed -n 's/^ARG FRAMEWORK_IMAGE=byoc-\([a-z-]*\):.*/\1/p' "$dir/$dockerfile" | head -1
 }
 
 check_docker() {
@@ -109,15 +117,32 @@ build_one() {
     args+=(--build-arg "FRAMEWORK_IMAGE=$(image_name "$parent"):$VERSION-$variant")
   fi
   [[ -n ${BUILT[$name-$variant]:-} ]] && return 0
+  docker_build "$name" "$variant" "$dir" Dockerfile "${args[@]}"
+  BUILT[$name-$variant]=1
+}
+
+has_serve() { local dir; dir=$(family_dir "$1") && [[ -z ${FRAMEWORK_OF_BASE[$1]:-} && -f $dir/Dockerfile.serve ]]; }
+
+build_serve() {  # the serve-only image: the family's Dockerfile.serve on its (framework-free) parent, CPU only
+  local name=$1 dir parent
+  dir=$(family_dir "$name")
+  parent=$(parent_of "$dir" Dockerfile.serve)
+  [[ -n $parent ]] || die "$dir/Dockerfile.serve lacks 'ARG FRAMEWORK_IMAGE=byoc-base:...'"
+  build_one "$parent" cpu
+  [[ -n ${BUILT[$name-cpu-serve]:-} ]] && return 0
+  docker_build "$name" cpu-serve "$dir" Dockerfile.serve --build-arg "FRAMEWORK_IMAGE=$(image_name "$parent"):$VERSION-cpu"
+  BUILT[$name-cpu-serve]=1
+}
+
+docker_build() {  # NAME TAG_SUFFIX DIR DOCKERFILE [docker build args...]: byoc-NAME:<version>-SUFFIX and latest-SUFFIX
+  local name=$1 suffix=$2 dir=$3 dockerfile=$4 tag log started=$SECONDS
+  shift 4
   stage_ca_bundle "$dir"
-  local tag
-  tag="$(image_name "$name"):$VERSION-$variant"
-  say "building $tag from $dir"
-  local started=$SECONDS
-  local log
+  tag="$(image_name "$name"):$VERSION-$suffix"
+  say "building $tag from $dir${dockerfile/#Dockerfile/}"
   log=$(mktemp)
-  if ! docker build "${args[@]}" --build-arg "VARIANT=$variant" "${LABELS[@]}" \
-    --label "org.opencontainers.image.title=$(image_name "$name")" -t "$tag" -t "$(image_name "$name"):latest-$variant" "$dir" >"$log" 2>&1; then
+  if ! docker build "$@" --build-arg "VARIANT=${suffix%-serve}" "${LABELS[@]}" -f "$dir/$dockerfile" \
+    --label "org.opencontainers.image.title=$(image_name "$name")" -t "$tag" -t "$(image_name "$name"):latest-$suffix" "$dir" >"$log" 2>&1; then
     # pip lists every hash a lock allows for a package: fold those runs so the package's name stays in view.
     awk '/^ +Expected +or / {n++; next} n {print "        (and " n " more allowed hashes)"; n = 0} {print}' "$log" | tail -40 >&2
     if grep -q "DO NOT MATCH THE HASHES" "$log"; then
@@ -125,36 +150,57 @@ build_one() {
         "$(grep -oE '^ +[A-Za-z0-9._-]+==[^ ]+ from [^ ]+' "$log" | sed -E 's/^ +//; s/ from .*//' | sort -u | tr '\n' ' ')"
     fi
     rm -f "$log"
-    die "building $tag failed (log above; rerun: DOCKER_BUILDKIT=0 docker build ${args[*]} --build-arg VARIANT=$variant $dir)"
+    die "building $tag failed (log above; rerun: DOCKER_BUILDKIT=0 docker build $* --build-arg VARIANT=${suffix%-serve} -f $dir/$dockerfile $dir)"
   fi
   [[ -n ${BYOC_BUILD_LOG:-} ]] && cat "$log" >&2
   rm -f "$log"
   say "built $tag in $((SECONDS - started)) s"
-  BUILT[$name-$variant]=1
 }
 
-parse_common() {  # sets VARIANT and NAMES from the arguments; the rest go to REST
-  VARIANT=cpu; NAMES=(); REST=()
+parse_common() {  # sets VARIANT, SERVE (1: serve-only images), FULL (1: full images only), NAMES; the rest go to REST
+  VARIANT=cpu; SERVE=0; FULL=0; NAMES=(); REST=()
   while (($#)); do
     case $1 in
       --gpu) VARIANT=gpu ;;
       --cpu) VARIANT=cpu ;;
+      --serve) SERVE=1 ;;
+      --full) FULL=1 ;;
       --*) REST+=("$1"); [[ $# -gt 1 && $2 != --* ]] && { REST+=("$2"); shift; } ;;
       *) family_dir "$1" >/dev/null || die "unknown family '$1'; known: $(all_names | tr '\n' ' ')"; NAMES+=("$1") ;;
     esac
     shift
   done
+  ((SERVE && FULL)) && die "--serve and --full exclude each other (neither: both kinds of image)"
+  ((SERVE)) && [[ $VARIANT == gpu ]] && die "serve-only images are CPU only (numpy): drop --gpu"
+  return 0
+}
+
+serve_names() {  # SERVING: the NAMES that have a serve-only image; die when --serve names one without
+  local name family with=""
+  SERVING=()
+  for name in "${NAMES[@]}"; do
+    if has_serve "$name"; then SERVING+=("$name")
+    elif ((SERVE && EXPLICIT)); then
+      for family in $(product_families); do has_serve "$family" && with+=" $family"; done
+      die "$name has no serve-only image (no $(family_dir "$name")/Dockerfile.serve); families with one:$with"
+    fi
+  done
+  return 0
 }
 
 cmd_build() {
   parse_common "$@"
   ((${#REST[@]} == 0)) || die "build: unknown option ${REST[0]}"
-  ((${#NAMES[@]})) || mapfile -t NAMES < <(product_families)
+  EXPLICIT=1
+  ((${#NAMES[@]})) || { EXPLICIT=0; mapfile -t NAMES < <(product_families); }
+  SERVING=()
+  if [[ $VARIANT == cpu ]] && ((!FULL)); then serve_names; fi
   check_docker
   BASE=$(resolve_base_image)
   declare -gA BUILT=()
   provenance
-  for name in "${NAMES[@]}"; do build_one "$name" "$VARIANT"; done
+  if ((!SERVE)); then for name in "${NAMES[@]}"; do build_one "$name" "$VARIANT"; done; fi
+  for name in "${SERVING[@]}"; do build_serve "$name"; done
 }
 
 cmd_push() {
@@ -169,7 +215,10 @@ cmd_push() {
       *) die "push: unknown option ${REST[$i]}" ;;
     esac
   done
-  ((${#NAMES[@]})) || mapfile -t NAMES < <(product_families)
+  EXPLICIT=1
+  ((${#NAMES[@]})) || { EXPLICIT=0; mapfile -t NAMES < <(product_families); }
+  local suffix=$VARIANT
+  if ((SERVE)); then serve_names; NAMES=("${SERVING[@]}"); suffix=$VARIANT-serve; fi
   check_docker
   if ((ecr)); then
     local ecr_args=(--repositories)
@@ -186,16 +235,17 @@ cmd_push() {
   registry=${registry%/}
   for name in "${NAMES[@]}"; do
     local local_tag remote_tag
-    local_tag="$(image_name "$name"):$VERSION-$VARIANT"
-    docker image inspect "$local_tag" >/dev/null 2>&1 || die "$local_tag is not built: ./build.sh build $name${VARIANT/cpu/}"
-    for t in "$VERSION-$VARIANT" "latest-$VARIANT"; do
+    local_tag="$(image_name "$name"):$VERSION-$suffix"
+    docker image inspect "$local_tag" >/dev/null 2>&1 ||
+      die "$local_tag is not built: ./build.sh build $name${VARIANT/cpu/}$( ((SERVE)) && echo " --serve")"
+    for t in "$VERSION-$suffix" "latest-$suffix"; do
       remote_tag="$registry/$(image_name "$name"):$t"
       docker tag "$local_tag" "$remote_tag"
       if ! docker push -q "$remote_tag" >/tmp/byoc-push.$$ 2>&1; then
         die "pushing $remote_tag failed: $(tail -3 /tmp/byoc-push.$$) (credentials? run docker login $registry or set REGISTRY_USERNAME/REGISTRY_PASSWORD)"
       fi
     done
-    echo "$registry/$(image_name "$name"):$VERSION-$VARIANT $(docker image inspect --format '{{index .RepoDigests 0}}' "$remote_tag" 2>/dev/null | sed 's/.*@//')"
+    echo "$registry/$(image_name "$name"):$VERSION-$suffix $(docker image inspect --format '{{index .RepoDigests 0}}' "$remote_tag" 2>/dev/null | sed 's/.*@//')"
   done
   rm -f /tmp/byoc-push.$$ /tmp/byoc-login.$$
 }
@@ -267,6 +317,6 @@ case ${1:-} in
   lock) shift; cmd_lock "$@" ;;
   sbom) shift; cmd_sbom "$@" ;;
   audit) shift; python3 -m tools.audit "$@" ;;
-  -h|--help|help|"") sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help|"") sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
   *) die "unknown command '$1' (build, push, list, families, lock, sbom, audit)" ;;
 esac

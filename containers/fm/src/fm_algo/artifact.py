@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byoc_runtime import atomic
+from byoc_runtime import atomic, mxnet_params, serve_only
 
 from .model import FMModel
 
@@ -95,8 +95,6 @@ def load(model_dir: str | Path) -> FMModel:
 
 
 def load_builtin_archive(model_dir: str | Path) -> FMModel:
-    import mxnet as mx
-
     path = Path(model_dir) / ARCHIVE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"neither {NPZ_NAME} nor {ARCHIVE_NAME} in {model_dir}: is this an FM model?")
@@ -108,13 +106,22 @@ def load_builtin_archive(model_dir: str | Path) -> FMModel:
         else:  # the built-in's own archive: its output layer tells the predictor type
             symbol = archive.read("symbol.json").decode()
             predictor_type = "binary_classifier" if "LogisticRegressionOutput" in symbol else "regressor"
-    with tempfile.NamedTemporaryFile(suffix=".params") as tmp:
-        tmp.write(params)
-        tmp.flush()
-        arrays = {name.split(":", 1)[-1]: value.asnumpy() for name, value in mx.nd.load(tmp.name).items()}
+    arrays = {name.split(":", 1)[-1]: value for name, value in _read_params(params, f"{path}:params").items()}
     return FMModel(
         float(arrays["w0_weight"][0]),
         arrays["w1_weight"][:, 0].astype(np.float32),
         arrays["v"].astype(np.float32),
         predictor_type,
     )
+
+
+def _read_params(params: bytes, source: str) -> dict[str, np.ndarray]:
+    """The archive's NDArray file: by MXNet where it is installed, else by our reader (serve-only image)."""
+    if serve_only.framework_missing("mxnet"):
+        return mxnet_params.loads(params, source)
+    import mxnet as mx
+
+    with tempfile.NamedTemporaryFile(suffix=".params") as tmp:
+        tmp.write(params)
+        tmp.flush()
+        return {name: value.asnumpy() for name, value in mx.nd.load(tmp.name).items()}

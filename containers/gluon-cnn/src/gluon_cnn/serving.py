@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from byoc_runtime import codecs
+from byoc_runtime.serve_only import framework_missing
 
-from . import inputs
+from . import inputs, numpy_net
 from .mxnet_lock import MXNET
 
 ACCEPTS = (codecs.JSON, codecs.JSONLINES, codecs.NPY, codecs.CSV)
@@ -53,6 +54,8 @@ class Prediction:
 
 
 def model_fn(model_dir: str) -> Classifier:
+    if framework_missing("mxnet"):  # the serve-only image: the same graph and weights, run in numpy
+        return numpy_net.load_classifier(model_dir)
     import mxnet as mx
 
     from .train import META_FILE, MODEL_PREFIX

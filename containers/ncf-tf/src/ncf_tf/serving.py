@@ -8,6 +8,10 @@ serves it, and our own NCF models with their extras.
   only it can (requests.py): raw user/item ids, top-k recommendations, the course client's one-hot vectors,
   [user, item] rows, CSV/NPY pairs; {"inputs": ...} is answered as {"predictions": ...} there, as it always
   was. Everything else to it (another signature, classify/regress, an older version) is TF Serving's.
+- Without TensorFlow (the serve-only image, byoc-ncf-tf:<version>-cpu-serve): our trainer's models are scored
+  in numpy from the weights it exports beside the SavedModel (numpy_model.py), with the same requests and
+  answers; what needs TensorFlow (a SavedModel without those weights, another signature, classify/regress, an
+  older version) is answered 501 NeedsFramework naming the full image.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import numpy as np
 
 from byoc_runtime import codecs
 from byoc_runtime.errors import BadRequest, NotAcceptable
+from byoc_runtime.serve_only import framework_missing, needs_framework
 
-from . import artifacts, layout, savedmodels, tfs_rest
+from . import artifacts, layout, numpy_model, savedmodels, tfs_rest
 from .requests import USER_KEYS, PairQuery, TopKQuery, parse
 from .tfs_rest import CLASSIFY, PREDICT, NotFound
 
@@ -90,8 +95,35 @@ class Served:
         return self.ncf[self.default].extras
 
 
-def model_fn(model_dir: str) -> Served:
+@dataclass
+class NumpyNcfModel(NcfModel):
+    """Our trainer's model scored in numpy (no TensorFlow): the same answers as NcfModel's."""
+
+    weights: numpy_model.NeuMF | None = None
+
+    def score(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = [self.weights.score(users[i : i + CHUNK], items[i : i + CHUNK]) for i in range(0, len(users), CHUNK)]
+        return np.concatenate(out) if out else np.empty(0, np.float32)
+
+
+@dataclass
+class NumpyServed:
+    """model_fn's result without TensorFlow: every model's versions (for TF Serving's not-found answers) and
+    the NCF models numpy can score (their newest version)."""
+
+    versions: dict[str, list[int]]
+    default: str
+    ncf: dict[str, NumpyNcfModel]
+
+    @property
+    def extras(self) -> artifacts.Extras:
+        return self.ncf[self.default].extras
+
+
+def model_fn(model_dir: str) -> Served | NumpyServed:
     root = Path(model_dir)
+    if framework_missing("tensorflow"):
+        return _numpy_model_fn(root)
     models = {m.name: m for m in savedmodels.load_all(root)}
     default = layout.default_name(list(models), os.environ.get(DEFAULT_MODEL_ENV) or None)
     if len(models) > 1:
@@ -120,12 +152,66 @@ def _ncf_model(served: savedmodels.ServedModel) -> NcfModel:
     return model
 
 
+def _numpy_model_fn(root: Path) -> NumpyServed:
+    found = layout.discover(root)
+    default = layout.default_name([m.name for m in found], os.environ.get(DEFAULT_MODEL_ENV) or None)
+    ncf, without = {}, []
+    for model in found:
+        weights = model.base / artifacts.EXTRAS / numpy_model.WEIGHTS
+        if not weights.is_file():
+            without.append(f"{model.name} ({model.base}: no {artifacts.EXTRAS}/{numpy_model.WEIGHTS})")
+            continue
+        scorer = numpy_model.NeuMF.load(weights)
+        if scorer.version != model.newest:  # a newer SavedModel was added beside ours: only TensorFlow has it
+            without.append(f"{model.name} (its newest version {model.newest} is not the exported {scorer.version})")
+            continue
+        extras = artifacts.read_extras(model.base)
+        if (scorer.n_users, scorer.n_items) != (extras.n_users, extras.n_items):
+            raise ValueError(
+                f"{weights} has {scorer.n_users} users x {scorer.n_items} items, the id maps "
+                f"{extras.n_users} x {extras.n_items}: the model directory is inconsistent"
+            )
+        ncf[model.name] = NumpyNcfModel(None, extras, weights=scorer)
+        log.info("model %s: NCF in numpy (%d users, %d items) from %s", model.name, extras.n_users, extras.n_items,
+                 weights)  # fmt: skip
+    if not ncf:
+        raise needs_framework(
+            f"serving {', '.join(without)}: a SavedModel without the weights our trainer exports", "TensorFlow"
+        )
+    for name in without:
+        log.warning("model %s: answered 501 here (needs TensorFlow)", name)
+    return NumpyServed({m.name: sorted(m.versions) for m in found}, default, ncf)
+
+
+def _numpy_predict(data: Any, model: NumpyServed, target: tfs_rest.Target) -> Any:
+    """predict_fn without TensorFlow: the NCF requests, TF Serving's not-found answers, 501 for the rest."""
+    name = target.model or model.default
+    if name not in model.versions:
+        raise NotFound(f"Servable not found for request: Latest({name}) (models: {', '.join(sorted(model.versions))})")
+    versions = model.versions[name]
+    if target.version is not None and target.version not in versions:
+        raise NotFound(f"Servable not found for request: Specific({name}, {target.version}) (versions: "
+                       + ", ".join(map(str, versions)) + ")")  # fmt: skip
+    ncf = model.ncf.get(name)
+    if ncf is None:
+        raise needs_framework(f"model {name} (a SavedModel without our trainer's weights)", "TensorFlow")
+    if target.version is not None and target.version != versions[-1]:
+        raise needs_framework(f"version {target.version} of model {name} (not the newest)", "TensorFlow")
+    if target.method != PREDICT:
+        raise needs_framework(f"tfs-method={target.method}", "TensorFlow")
+    if not _for_ncf(data):
+        raise needs_framework("a request for another signature or with 'examples'", "TensorFlow")
+    return _ncf_predict(data, ncf)
+
+
 def input_fn(body: bytes, content_type: str) -> Any:
     return codecs.decode(body, content_type)
 
 
-def predict_fn(data: Any, model: Served) -> Any:
+def predict_fn(data: Any, model: Served | NumpyServed) -> Any:
     target = tfs_rest.parse_custom_attributes(_request_header(tfs_rest.CUSTOM_ATTRIBUTES))
+    if isinstance(model, NumpyServed):
+        return _numpy_predict(data, model, target)
     served = model.model(target.model)
     servable = served.version(target.version)
     ncf = model.ncf.get(served.name)

@@ -17,7 +17,7 @@ from byoc_runtime.checkpoints import CheckpointStore
 from byoc_runtime.metrics import log_metric
 from byoc_runtime.training_env import TrainingEnv
 
-from . import artifacts, distribution, evaluation, prep
+from . import artifacts, distribution, evaluation, numpy_model, prep
 from . import model as ncf_model
 from .pipeline import EpochSampler, dataset
 
@@ -174,4 +174,6 @@ class Trainer:
                 "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)}}
         artifacts.write_extras(model_dir, self.data.user_ids, self.data.item_ids, self.data.train_users,
                                self.data.train_items, meta)
+        # The same weights for the serve-only image, which scores in numpy (no TensorFlow there).
+        numpy_model.export(final, model_dir / artifacts.EXTRAS / numpy_model.WEIGHTS, artifacts.MODEL_VERSION)
         print(f"model saved to {target / artifacts.MODEL_VERSION}", flush=True)

@@ -1,0 +1,325 @@
+"""The exported network in numpy, for the serve-only image (no MXNet): the graph of model-symbol.json (or the
+legacy model.json) is run node by node on the weights of model-0000.params (model.params), read by
+byoc_runtime.mxnet_params. Nothing depends on how networks.py built the graph: any graph made of the operators
+below serves (convolutions of any channel counts, kernels, strides, padding, dilation and groups; dense
+layers; batch norm; activations; pooling; flips and sums such as a test-time flip average). A graph with
+another operator is refused at load, naming it. Inference semantics: dropout is the identity, batch norm uses
+the running statistics. float32 throughout, as MXNet on the CPU: logits equal MXNet's to about 1e-6.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from byoc_runtime import mxnet_params
+from byoc_runtime.serve_only import full_image
+
+CHUNK = 128  # images per forward pass: bounds the unfolded convolution windows (N x C x H x W x k x k)
+
+
+def _tuple(attrs: dict[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    value = attrs.get(name)
+    if value in (None, "", "()", "None"):
+        return default
+    parsed = ast.literal_eval(value)
+    return tuple(parsed) if isinstance(parsed, (tuple, list)) else (int(parsed),) * len(default)
+
+
+def _bool(attrs: dict[str, str], name: str, default: bool) -> bool:
+    return attrs.get(name, str(default)).strip().lower() in ("true", "1")
+
+
+def _float(attrs: dict[str, str], name: str, default: float) -> float:
+    return float(attrs.get(name, default))
+
+
+def _pad(x: np.ndarray, pad: tuple[int, int], extra: tuple[int, int] = (0, 0), value: float = 0.0) -> np.ndarray:
+    if not any(pad) and not any(extra):
+        return x
+    widths = ((0, 0), (0, 0), (pad[0], pad[0] + extra[0]), (pad[1], pad[1] + extra[1]))
+    return np.pad(x, widths, constant_values=value)
+
+
+def convolution(attrs: dict[str, str], x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
+    kernel = _tuple(attrs, "kernel", (1, 1))
+    if len(kernel) != 2 or x.ndim != 4:
+        raise ValueError(f"only 2-D convolutions (NCHW) are implemented, not kernel {kernel} on {x.ndim}-D data")
+    stride, pad = _tuple(attrs, "stride", (1, 1)), _tuple(attrs, "pad", (0, 0))
+    dilate, groups = _tuple(attrs, "dilate", (1, 1)), int(attrs.get("num_group", 1))
+    x = _pad(x, pad)
+    span = (dilate[0] * (kernel[0] - 1) + 1, dilate[1] * (kernel[1] - 1) + 1)
+    windows = sliding_window_view(x, span, axis=(2, 3))[:, :, :: stride[0], :: stride[1], :: dilate[0], :: dilate[1]]
+    filters_per_group, channels_per_group = weight.shape[0] // groups, x.shape[1] // groups
+    outputs = []
+    for g in range(groups):
+        part = windows[:, g * channels_per_group : (g + 1) * channels_per_group]
+        w = weight[g * filters_per_group : (g + 1) * filters_per_group]
+        outputs.append(np.tensordot(part, w, axes=([1, 4, 5], [1, 2, 3])))  # (N, OH, OW, F)
+    out = np.concatenate(outputs, axis=3) if groups > 1 else outputs[0]
+    if bias is not None and not _bool(attrs, "no_bias", False):
+        out = out + bias
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def fully_connected(attrs: dict[str, str], x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
+    if _bool(attrs, "flatten", True):
+        x = x.reshape(len(x), -1)
+    out = x @ weight.T
+    if bias is not None and not _bool(attrs, "no_bias", False):
+        out = out + bias
+    return out
+
+
+def batch_norm(attrs, x, gamma, beta, mean, var):
+    axis = int(attrs.get("axis", 1)) % x.ndim
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    if _bool(attrs, "fix_gamma", True):
+        gamma = np.ones_like(gamma)
+    scale = gamma / np.sqrt(var + np.float32(_float(attrs, "eps", 1e-3)))
+    return (x - mean.reshape(shape)) * scale.reshape(shape) + beta.reshape(shape)
+
+
+def _softrelu(x):
+    return np.logaddexp(np.float32(0), x).astype(x.dtype)
+
+
+def _sigmoid(x):
+    with np.errstate(over="ignore"):
+        return (1 / (1 + np.exp(-x))).astype(x.dtype)
+
+
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda x: np.maximum(x, 0),
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "softrelu": _softrelu,
+    "softsign": lambda x: x / (1 + np.abs(x)),
+}
+
+
+def activation(attrs, x):
+    kind = attrs.get("act_type", "relu")
+    if kind not in ACTIVATIONS:
+        raise ValueError(f"activation {kind!r} is not implemented")
+    return ACTIVATIONS[kind](x)
+
+
+def leaky_relu(attrs, x, gamma=None):
+    kind, slope = attrs.get("act_type", "leaky"), np.float32(_float(attrs, "slope", 0.25))
+    if kind == "leaky":
+        return np.where(x > 0, x, x * slope)
+    if kind == "prelu":
+        shape = [1] * x.ndim
+        shape[1] = -1
+        return np.where(x > 0, x, x * gamma.reshape(shape))
+    if kind == "elu":
+        return np.where(x > 0, x, slope * np.expm1(np.minimum(x, 0)))
+    raise ValueError(f"LeakyReLU act_type {kind!r} is not implemented")
+
+
+def pooling(attrs, x):
+    kind = attrs.get("pool_type", "max")
+    if kind not in ("max", "avg", "sum"):
+        raise ValueError(f"pool_type {kind!r} is not implemented")
+    if _bool(attrs, "global_pool", False):
+        reduce = np.max if kind == "max" else np.mean if kind == "avg" else np.sum
+        return reduce(x, axis=(2, 3), keepdims=True)
+    kernel = _tuple(attrs, "kernel", (1, 1))
+    if len(kernel) != 2:
+        raise ValueError(f"only 2-D pooling is implemented, not kernel {kernel}")
+    stride, pad = _tuple(attrs, "stride", (1, 1)), _tuple(attrs, "pad", (0, 0))
+    convention = attrs.get("pooling_convention", "valid")
+    extra = [0, 0]
+    if convention == "full":  # ceil instead of floor: pad the far edges so the last partial window counts
+        for axis in (0, 1):
+            size = x.shape[2 + axis] + 2 * pad[axis] - kernel[axis]
+            extra[axis] = (-size) % stride[axis]
+    elif convention != "valid":
+        raise ValueError(f"pooling_convention {convention!r} is not implemented")
+    fill = -np.inf if kind == "max" else 0.0
+    padded = _pad(x, pad, tuple(extra), fill)
+    windows = sliding_window_view(padded, kernel, axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
+    if kind == "max":
+        return windows.max(axis=(4, 5))
+    total = windows.sum(axis=(4, 5), dtype=np.float32)
+    if kind == "sum":
+        return total
+    if _bool(attrs, "count_include_pad", True) and not any(extra):
+        return total / np.float32(kernel[0] * kernel[1])
+    if _bool(attrs, "count_include_pad", True):  # the padding counts, the far edges added for `full` do not
+        ones = _pad(np.ones((1, 1, x.shape[2] + 2 * pad[0], x.shape[3] + 2 * pad[1]), np.float32), (0, 0), extra)
+    else:
+        ones = _pad(np.ones((1, 1) + x.shape[2:], np.float32), pad, tuple(extra))
+    counts = sliding_window_view(ones, kernel, axis=(2, 3))[:, :, :: stride[0], :: stride[1]].sum(axis=(4, 5))
+    return total / counts
+
+
+def _scalar(op: Callable[[np.ndarray, np.float32], np.ndarray]):
+    return lambda attrs, x: op(x, np.float32(_float(attrs, "scalar", 0.0))).astype(x.dtype)
+
+
+def _reshape(attrs, x):
+    target, out = _tuple(attrs, "shape", ()), []
+    for position, size in enumerate(target):
+        if size == 0:
+            out.append(x.shape[position])
+        elif size in (-1,) or size > 0:
+            out.append(size)
+        else:
+            raise ValueError(f"Reshape code {size} is not implemented")
+    return x.reshape(out)
+
+
+def _flip(attrs, x):
+    return np.flip(x, axis=_tuple(attrs, "axis", (0,))).copy()
+
+
+def _softmax(attrs, x):
+    axis = int(attrs.get("axis", -1))
+    shifted = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+OPERATORS: dict[str, Callable[..., np.ndarray]] = {
+    "Convolution": convolution,
+    "FullyConnected": fully_connected,
+    "BatchNorm": batch_norm,
+    "Activation": activation,
+    "LeakyReLU": leaky_relu,
+    "Pooling": pooling,
+    "Flatten": lambda attrs, x: x.reshape(len(x), -1),
+    "flatten": lambda attrs, x: x.reshape(len(x), -1),
+    "Dropout": lambda attrs, x: x,
+    "_copy": lambda attrs, x: x,
+    "identity": lambda attrs, x: x,
+    "BlockGrad": lambda attrs, x: x,
+    "relu": lambda attrs, x: np.maximum(x, 0),
+    "sigmoid": lambda attrs, x: _sigmoid(x),
+    "tanh": lambda attrs, x: np.tanh(x),
+    "softmax": _softmax,
+    "SoftmaxActivation": lambda attrs, x: _softmax({"axis": "1"}, x),
+    "SoftmaxOutput": lambda attrs, x, label=None: _softmax({"axis": "-1"}, x.reshape(len(x), -1)),
+    "flip": _flip,
+    "reverse": _flip,
+    "Reshape": _reshape,
+    "reshape": _reshape,
+    "Concat": lambda attrs, *xs: np.concatenate(xs, axis=int(attrs.get("dim", 1))),
+    "concat": lambda attrs, *xs: np.concatenate(xs, axis=int(attrs.get("dim", 1))),
+    "elemwise_add": lambda attrs, a, b: a + b,
+    "_plus": lambda attrs, a, b: a + b,
+    "_Plus": lambda attrs, a, b: a + b,
+    "broadcast_add": lambda attrs, a, b: a + b,
+    "add_n": lambda attrs, *xs: sum(xs[1:], xs[0]),
+    "ElementWiseSum": lambda attrs, *xs: sum(xs[1:], xs[0]),
+    "elemwise_sub": lambda attrs, a, b: a - b,
+    "broadcast_sub": lambda attrs, a, b: a - b,
+    "elemwise_mul": lambda attrs, a, b: a * b,
+    "broadcast_mul": lambda attrs, a, b: a * b,
+    "elemwise_div": lambda attrs, a, b: a / b,
+    "broadcast_div": lambda attrs, a, b: a / b,
+    "_plus_scalar": _scalar(np.add),
+    "_minus_scalar": _scalar(np.subtract),
+    "_rminus_scalar": _scalar(lambda x, s: s - x),
+    "_mul_scalar": _scalar(np.multiply),
+    "_div_scalar": _scalar(np.divide),
+    "_rdiv_scalar": _scalar(lambda x, s: s / x),
+}
+
+
+class NumpyNet:
+    """An MXNet symbol graph with its weights, run in numpy. `net(x)`: (N, 1, 28, 28) float32 -> logits."""
+
+    def __init__(self, graph: dict[str, Any], params: dict[str, np.ndarray], source: str = "the model"):
+        self.nodes = graph["nodes"]
+        self.heads = graph["heads"]
+        weights = {name.split(":", 1)[-1]: value.astype(np.float32) for name, value in params.items()}
+        self.values: dict[int, np.ndarray | None] = {}
+        self.inputs: list[int] = []
+        unknown = sorted({n["op"] for n in self.nodes if n["op"] != "null" and n["op"] not in OPERATORS})
+        if unknown:
+            raise ValueError(
+                f"{source} uses {', '.join(unknown)}, which the serve-only image's numpy runtime does not implement: "
+                f"serve it with {full_image()}"
+            )
+        for number, node in enumerate(self.nodes):
+            if node["op"] != "null":
+                continue
+            if node["name"] in weights:
+                self.values[number] = weights[node["name"]]
+            elif node["name"].endswith("label"):  # a legacy SoftmaxOutput's label: unused at inference
+                self.values[number] = None
+            elif node["name"] == "data" or not self.inputs:
+                self.inputs.append(number)
+            else:
+                raise ValueError(f"{source}: no weights for {node['name']!r} in the parameters file")
+        if len(self.inputs) != 1:
+            raise ValueError(f"{source}: expected one input ('data'), found {len(self.inputs)}")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        values: dict[tuple[int, int], np.ndarray] = {(k, 0): v for k, v in self.values.items()}
+        values[(self.inputs[0], 0)] = x.astype(np.float32, copy=False)
+        needed = self._needed()
+        for number, node in enumerate(self.nodes):
+            if node["op"] == "null" or number not in needed:
+                continue
+            attrs = node.get("attrs") or node.get("attr") or node.get("param") or {}
+            args = [values[(source, index)] for source, index, *_ in node["inputs"]]
+            values[(number, 0)] = OPERATORS[node["op"]](attrs, *args)
+        head, index, *_ = self.heads[0]
+        return values[(head, index)]
+
+    def _needed(self) -> set[int]:
+        needed, stack = set(), [head[0] for head in self.heads[:1]]
+        while stack:
+            number = stack.pop()
+            if number not in needed:
+                needed.add(number)
+                stack.extend(source for source, *_ in self.nodes[number]["inputs"])
+        return needed
+
+
+class NumpyClassifier:
+    """serving.Classifier's interface without MXNet: softmax probabilities of the numpy network's logits."""
+
+    def __init__(self, net: NumpyNet, class_names: list[str]):
+        self.net, self.class_names = net, class_names
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(batch), CHUNK):
+            logits = self.net(batch[start : start + CHUNK])
+            out.append(_softmax({"axis": "1"}, logits.reshape(len(logits), -1)).astype(np.float32))
+        return np.concatenate(out) if out else np.empty((0, len(self.class_names)), np.float32)
+
+
+def load(symbol: Path, params: Path) -> NumpyNet:
+    return NumpyNet(json.loads(symbol.read_text()), mxnet_params.load(params), str(symbol))
+
+
+def load_classifier(model_dir: str) -> NumpyClassifier:
+    """serving.model_fn without MXNet: the same files, class names and number of classes."""
+    from .train import META_FILE, MODEL_PREFIX
+
+    directory = Path(model_dir)
+    if (directory / f"{MODEL_PREFIX}-symbol.json").exists():
+        symbol, params = directory / f"{MODEL_PREFIX}-symbol.json", directory / f"{MODEL_PREFIX}-0000.params"
+    elif (directory / "model.json").exists():  # what the course's legacy save(net, model_dir) writes
+        symbol, params = directory / "model.json", directory / "model.params"
+    else:
+        found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        raise FileNotFoundError(f"no model-symbol.json or model.json in {model_dir} (found {found})")
+    net = load(symbol, params)
+    classes = net(np.zeros((1, 1, 28, 28), np.float32)).reshape(1, -1).shape[1]
+    meta_file = directory / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    names = meta.get("class_names") or [str(i) for i in range(classes)]
+    return NumpyClassifier(net, names[:classes])
