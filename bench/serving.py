@@ -1,11 +1,13 @@
 """Serving overhead of the contract runtime, measured on the linear test family in its real image.
 
     python -m bench.serving [--quick]
+    python -m bench.serving --vs-mms [--seconds 10] [--rounds 1] [--families ...] [--ours-env KEY=VALUE ...]
 
 In one run, side by side: the in-process handler chain (decode + predict + encode, no HTTP) against
 the same request through the running container over HTTP (sequential keep-alive p50/p99, and req/s with
 8 concurrent connections from wrk), for 1-row and 1000-row requests and for both gunicorn worker
 classes; then image sizes and cold start (docker run ... serve -> first /ping 200).
+--vs-mms: ours against AWS's DLC serving stack, side by side (bench/serving_vs_mms.py says how).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import serving_vs_mms as vs_mms
 from bench.machine import markdown_table, save
 from local.harness import Harness
 from local.opt_ml import ChannelSpec
@@ -82,7 +85,8 @@ def wrk_throughput(url: str, body: bytes, seconds: int, connections: int = 8) ->
         )
         out = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"{url}/invocations"],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -92,8 +96,12 @@ def wrk_throughput(url: str, body: bytes, seconds: int, connections: int = 8) ->
         return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": percentile("50"), "p99_ms": percentile("99"),
-            "non_2xx": int(errors.group(1)) if errors else 0}
+    return {
+        "rps": rps,
+        "p50_ms": percentile("50"),
+        "p99_ms": percentile("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
 
 
 def cold_start(harness: Harness, image: str, model: Path, repeats: int) -> list[float]:
@@ -108,15 +116,17 @@ def cold_start(harness: Harness, image: str, model: Path, repeats: int) -> list[
 def image_sizes() -> list[tuple[str, float]]:
     out = subprocess.run(
         ["docker", "images", "--filter", "reference=byoc-*", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.split("\n")
     sizes = []
     for line in sorted(filter(None, out)):
         name, _ = line.split()
         if not name.endswith(":latest-cpu") and not name.endswith(":latest-gpu"):
             continue
-        size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", name], capture_output=True,
-                              text=True).stdout.strip()
+        size = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", name], capture_output=True, text=True
+        ).stdout.strip()
         sizes.append((name, int(size) / 1e6))
     return sizes
 
@@ -128,7 +138,24 @@ def ms(values: list[float], q: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier)")
+    parser.add_argument("--vs-mms", action="store_true", help="against the DLC stack (sagemaker-inference + MMS)")
+    parser.add_argument("--seconds", type=int, default=10, help="--vs-mms: wrk seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=1, help="--vs-mms: measurements per cell (the best counts)")
+    parser.add_argument("--families", nargs="+", default=list(vs_mms.MODELS), choices=list(vs_mms.MODELS))
+    parser.add_argument(
+        "--ours-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--vs-mms: environment of our containers (e.g. a deliberately slow setting)",
+    )
     args = parser.parse_args()
+    if args.vs_mms:
+        ours_env = dict(item.split("=", 1) for item in args.ours_env)
+        results, ok = vs_mms.run(args.seconds, args.rounds, ours_env, args.families)
+        command = " ".join(["python -m bench.serving", *sys.argv[1:]])
+        print(f"\nwrote {save('serving_vs_mms', results, command)}")
+        return 0 if ok else 1
     repeats, wrk_seconds = (300, 3) if args.quick else (2000, 10)
     image = build_image("test-linear")
     harness = Harness()
@@ -144,8 +171,9 @@ def main() -> int:
         body = _body(n_rows)
         local = in_process_latency(trained.model_dir, body, repeats)
         results["requests"][f"{n_rows}_rows_in_process"] = {"p50_ms": ms(local, 50), "p99_ms": ms(local, 99)}
-        rows.append([f"{n_rows} row(s)", "in-process (no HTTP)", f"{ms(local, 50):.3f}", f"{ms(local, 99):.3f}",
-                     "", "", "", ""])
+        rows.append(
+            [f"{n_rows} row(s)", "in-process (no HTTP)", f"{ms(local, 50):.3f}", f"{ms(local, 99):.3f}", "", "", "", ""]
+        )
         for worker_class in ("gthread", "sync"):
             env = {"BYOC_WORKER_CLASS": worker_class}
             with harness.serve(image, trained.model_archive, environment=env) as endpoint:
@@ -154,26 +182,49 @@ def main() -> int:
                 load = wrk_throughput(endpoint.url, body, wrk_seconds)
             overhead = ms(seq, 50) - ms(local, 50)
             results["requests"][f"{n_rows}_rows_{worker_class}"] = {
-                "sequential_p50_ms": ms(seq, 50), "sequential_p99_ms": ms(seq, 99), "http_overhead_p50_ms": overhead,
+                "sequential_p50_ms": ms(seq, 50),
+                "sequential_p99_ms": ms(seq, 99),
+                "http_overhead_p50_ms": overhead,
                 **{f"wrk_{k}": v for k, v in load.items()},
             }
-            rows.append([
-                f"{n_rows} row(s)",
-                f"HTTP, gunicorn {worker_class}" + (" (default)" if worker_class == "gthread" else ""),
-                f"{ms(seq, 50):.3f}", f"{ms(seq, 99):.3f}", f"{overhead:+.3f}",
-                f"{load.get('rps', float('nan')):.0f}", f"{load.get('p50_ms', float('nan')):.2f}",
-                f"{load.get('p99_ms', float('nan')):.2f}",
-            ])
+            rows.append(
+                [
+                    f"{n_rows} row(s)",
+                    f"HTTP, gunicorn {worker_class}" + (" (default)" if worker_class == "gthread" else ""),
+                    f"{ms(seq, 50):.3f}",
+                    f"{ms(seq, 99):.3f}",
+                    f"{overhead:+.3f}",
+                    f"{load.get('rps', float('nan')):.0f}",
+                    f"{load.get('p50_ms', float('nan')):.2f}",
+                    f"{load.get('p99_ms', float('nan')):.2f}",
+                ]
+            )
     print("\n## Requests (linear test family, text/csv in, JSON out)\n")
-    print(markdown_table(
-        ["request", "path", "seq p50 ms", "seq p99 ms", "HTTP overhead p50 ms", "req/s (8 conns)",
-         "p50 ms (8 conns)", "p99 ms (8 conns)"], rows))
+    print(
+        markdown_table(
+            [
+                "request",
+                "path",
+                "seq p50 ms",
+                "seq p99 ms",
+                "HTTP overhead p50 ms",
+                "req/s (8 conns)",
+                "p50 ms (8 conns)",
+                "p99 ms (8 conns)",
+            ],
+            rows,
+        )
+    )
 
     starts = cold_start(harness, image, trained.model_archive, 3 if args.quick else 5)
     results["cold_start_seconds"] = starts
     print(f"\n## Cold start (docker run ... serve -> first /ping 200), {len(starts)} runs\n")
-    print(markdown_table(["image", "median s", "min s", "max s"],
-                         [[image, f"{statistics.median(starts):.2f}", f"{min(starts):.2f}", f"{max(starts):.2f}"]]))
+    print(
+        markdown_table(
+            ["image", "median s", "min s", "max s"],
+            [[image, f"{statistics.median(starts):.2f}", f"{min(starts):.2f}", f"{max(starts):.2f}"]],
+        )
+    )
     sizes = image_sizes()
     results["image_sizes_mb"] = dict(sizes)
     print("\n## Image sizes\n")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from png_fixtures import bomb, declaring, encode
 
+from byoc_runtime import request_context
 from byoc_runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from gluon_cnn import inputs, serving
 
@@ -90,15 +91,14 @@ def test_outputs():
 
 
 def test_verbose_from_accept_parameters_and_custom_attributes():
-    flask = pytest.importorskip("flask")
-    app = flask.Flask("t")
     body = json.dumps({"instances": np.zeros((28, 28)).tolist()}).encode()
-    with app.test_request_context(headers={"Accept": "application/json; verbose=1"}):
+    with request_context.headers({"Accept": "application/json; verbose=1"}):
         assert serving.input_fn(body, "application/json").verbose
-    with app.test_request_context(headers={serving.CUSTOM_ATTRIBUTES: "verbose=true"}):
+    with request_context.headers({serving.CUSTOM_ATTRIBUTES: "verbose=true"}):
         assert serving.input_fn(body, "application/json").verbose
-    with app.test_request_context(headers={"Accept": "application/json"}):
+    with request_context.headers({"Accept": "application/json"}):
         assert not serving.input_fn(body, "application/json").verbose
+    assert not serving.input_fn(body, "application/json").verbose  # outside a request
 
 
 def test_json_lines_one_image_per_line():

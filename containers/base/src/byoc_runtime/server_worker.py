@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import selectors
 import socket
 import time
@@ -57,6 +58,7 @@ class DeadlineSocket:
         # queued behind slow ones must not each get a fresh allowance.
         self._in_head, self._tail = True, b""
         self._deadline = time.monotonic() + HEADER_TIMEOUT
+        self._held = b""  # a response head waiting for its body (sendall)
 
     def start_request(self) -> None:
         """A thread starts reading a request of this connection; a kept-alive connection's next one gets its
@@ -81,13 +83,14 @@ class DeadlineSocket:
             if remaining <= 0:
                 log.info("closed a connection that sent its request body too slowly (over %.0f s)", BODY_TIMEOUT)
                 return b""
-            self._sock.settimeout(min(remaining, SLICE))
+            # What has arrived is read at once (one system call, the usual case: the poller handed this connection
+            # over because it was readable); otherwise wait for more, a slice at a time, in poll. The socket stays
+            # blocking for gunicorn's writes.
             try:
-                data = self._sock.recv(size, *flags)
-            except TimeoutError:
+                data = self._sock.recv(size, socket.MSG_DONTWAIT | (flags[0] if flags else 0))
+            except (BlockingIOError, InterruptedError):
+                _wait_readable(self._sock, min(remaining, SLICE))
                 continue
-            finally:
-                self._sock.settimeout(None)
             if self._in_head and HEAD_END in self._tail + data:
                 self._in_head = False
                 self._deadline = time.monotonic() + BODY_TIMEOUT
@@ -123,8 +126,32 @@ class DeadlineSocket:
             pass
         return b""
 
+    def sendall(self, data: bytes, *flags: int) -> None:
+        """gunicorn writes a response's head and body in two calls; hold the head and send it with the body, in
+        one system call and one packet. flush() sends a head still held (a response without a body)."""
+        if self._held:
+            data, self._held = self._held + data, b""
+        elif data.startswith(b"HTTP/") and data.endswith(HEAD_END):
+            self._held = bytes(data)
+            return
+        self._sock.sendall(data, *flags)
+
+    def flush(self) -> None:
+        if self._held:
+            data, self._held = self._held, b""
+            try:
+                self._sock.sendall(data)
+            except OSError:
+                pass
+
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
+
+
+def _wait_readable(sock: socket.socket, timeout: float) -> None:
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLPRI)
+    poller.poll(timeout * 1000)
 
 
 class ThreadWorker(gthread.ThreadWorker):
@@ -203,7 +230,10 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def handle(self, conn):
         conn.sock.start_request()  # every request of a kept-alive connection gets its own deadline
-        return super().handle(conn)
+        try:
+            return super().handle(conn)
+        finally:
+            conn.sock.flush()
 
     def handle_error(self, req, client, addr, exc) -> None:
         refused = _refusal(exc)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from byoc_runtime import codecs
+from byoc_runtime import codecs, request_context
 from byoc_runtime.serve_only import framework_missing
 
 from . import inputs, numpy_net
@@ -114,13 +114,7 @@ def output_fn(prediction: Prediction, accept: str) -> bytes:
 def _verbose_from_headers() -> bool:
     """The runtime hands handlers the bare media type; the verbose flag rides on the Accept parameters or on
     SageMaker's CustomAttributes, so read them from the request being served (absent outside a request)."""
-    try:
-        from flask import has_request_context, request
-    except ImportError:
-        return False
-    if not has_request_context():
-        return False
-    accept = request.headers.get("Accept", "")
-    attributes = request.headers.get(CUSTOM_ATTRIBUTES, "")
+    accept = request_context.header("Accept") or ""
+    attributes = request_context.header(CUSTOM_ATTRIBUTES) or ""
     flags = [p.strip().lower().replace(" ", "") for p in (accept + ";" + attributes).replace(",", ";").split(";")]
     return any(f in ("verbose=1", "verbose=true") for f in flags)

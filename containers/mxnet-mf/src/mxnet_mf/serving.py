@@ -179,6 +179,11 @@ def _k_of(number: int, instance: dict[str, Any], options: dict[str, Any], task: 
 
 
 def _indices(index, raws: list[Any]) -> np.ndarray:
+    if index.numeric and all(type(raw) is int for raw in raws):  # the usual request: one vectorised search
+        try:
+            return index.lookup_array(np.array(raws, dtype=np.int64))
+        except OverflowError:  # an id past int64 is unknown: the per-id path says so
+            pass
     return np.array([index.lookup(raw) for raw in raws], dtype=np.int64)
 
 
@@ -193,14 +198,29 @@ def _unknown(
 
 
 # ---------------------------------------------------------------------- tasks
+def _pair_ids(query: Query, numbers: list[int]) -> tuple[list[bool], list[Any], list[Any]]:
+    """Which instances are Object2Vec-shaped, and their user and item ids. The usual request ({"in0": [196],
+    "in1": [242]} with whole numbers) is read in one pass; any other instance goes through _raw_id's checks."""
+    object2vec, users, items = [], [], []
+    for n in numbers:
+        instance = query.instances[n]
+        o2v = "in0" in instance or "in1" in instance
+        user, item = instance.get("in0"), instance.get("in1")
+        if o2v and type(user) is list and type(item) is list and len(user) == 1 and len(item) == 1:
+            user, item = user[0], item[0]
+            if type(user) is int and type(item) is int:
+                object2vec.append(True)
+                users.append(user)
+                items.append(item)
+                continue
+        object2vec.append(o2v)
+        users.append(_raw_id(n, instance, "in0" if o2v else "user_id"))
+        items.append(_raw_id(n, instance, "in1" if o2v else "item_id"))
+    return object2vec, users, items
+
+
 def _ratings(model: Recommender, query: Query, numbers: list[int], fallback: bool, answers: list) -> None:
-    object2vec = ["in0" in query.instances[n] or "in1" in query.instances[n] for n in numbers]
-    user_raw = [
-        _raw_id(n, query.instances[n], "in0" if o2v else "user_id") for n, o2v in zip(numbers, object2vec, strict=False)
-    ]
-    item_raw = [
-        _raw_id(n, query.instances[n], "in1" if o2v else "item_id") for n, o2v in zip(numbers, object2vec, strict=False)
-    ]
+    object2vec, user_raw, item_raw = _pair_ids(query, numbers)
     users, items = _indices(model.users, user_raw), _indices(model.items, item_raw)
     if not fallback:
         if (users < 0).any():

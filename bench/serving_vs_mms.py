@@ -1,0 +1,317 @@
+"""Our serving stack against AWS's DLC serving stack (sagemaker-inference on Multi Model Server), side by side.
+
+    python -m bench.serving --vs-mms [--seconds 10] [--rounds 1] [--ours-env KEY=VALUE ...]
+
+For each family the reference image is built (once; rebuilt when bench/dlc or the family image changes) from
+bench/dlc/Dockerfile on top of our family image: the same OS, the same model code and model files, served by
+MMS's Java frontend and Python backend workers through sagemaker-inference's handler service, whose
+default_model_fn / input_fn / predict_fn / output_fn call the family's own functions. Both images serve the same
+trained model.tar.gz with their default number of workers (one per core on both). `wrk` (a Lua script for the
+POST body) loads each at 1, 8 and 32 connections, ours and the reference alternating, with a warm-up before
+each measurement. The goal, checked at 8 connections for every row: ours >= 2x the reference's req/s with a
+lower p99; the exit status is 1 when a row misses it (e.g. --ours-env BYOC_WORKER_THREADS=1
+--ours-env SAGEMAKER_MODEL_SERVER_WORKERS=1 shows it red).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import markdown_table
+from local.harness import Endpoint, Harness
+from local.opt_ml import ChannelSpec
+from tests.images import build_image, version
+
+ROOT = Path(__file__).resolve().parents[1]
+DLC_CONTEXT = ROOT / "bench" / "dlc"
+CONNECTIONS = (1, 8, 32)
+GOAL_CONNECTIONS = 8
+GOAL_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class Row:
+    family: str
+    request: str
+    body: bytes
+    content_type: str
+    accept: str = "application/json"
+
+
+# --- the reference image -------------------------------------------------------------------------------------
+
+
+def _inputs_digest(family_image: str) -> str:
+    """What the reference image is made of: bench/dlc's files and the family image it builds on."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in DLC_CONTEXT.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        if path.name == "ca-bundle.crt":
+            continue
+        digest.update(str(path.relative_to(DLC_CONTEXT)).encode() + b"\0" + path.read_bytes())
+    image_id = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", family_image], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    digest.update(image_id.encode())
+    return digest.hexdigest()[:16]
+
+
+def _ca_bundle() -> Path | None:
+    """pip inside the build must trust this network's TLS (the same search as build.sh's stage_ca_bundle)."""
+    import os
+
+    for name in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = os.environ.get(name)
+        if value and Path(value).is_file() and Path(value).stat().st_size:
+            return Path(value)
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    return system if system.is_file() else None
+
+
+def reference_image(family: str) -> str:
+    """byoc-dlc-reference-<family>:<version>-cpu, built only when its inputs changed."""
+    family_image = build_image(family)
+    tag = f"byoc-dlc-reference-{family}:{version()}-cpu"
+    inputs = _inputs_digest(family_image)
+    current = subprocess.run(
+        ["docker", "image", "inspect", "--format", '{{index .Config.Labels "byoc.reference.inputs"}}', tag],
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    if current == inputs:
+        return tag
+    print(f"building {tag} (sagemaker-inference + multi-model-server on {family_image})", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copytree(DLC_CONTEXT, context, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        bundle = _ca_bundle()
+        if bundle:
+            shutil.copy(bundle, Path(context) / "ca-bundle.crt")
+        build = subprocess.run(
+            ["docker", "build", "-q", "--build-arg", f"FAMILY_IMAGE={family_image}",
+             "--label", f"byoc.reference.inputs={inputs}", "-t", tag, context],
+            capture_output=True, text=True, env={**__import__("os").environ, "DOCKER_BUILDKIT": "0"},
+        )  # fmt: skip
+    if build.returncode != 0:
+        sys.exit(f"building the reference image {tag} failed:\n{build.stdout[-3000:]}{build.stderr[-3000:]}")
+    return tag
+
+
+def reference_evidence(endpoint: Endpoint) -> dict[str, str]:
+    """That the reference really is MMS: its /ping body (MMS answers {"status": "Healthy"}) and its processes."""
+    processes = subprocess.run(
+        ["docker", "exec", endpoint.container.id, "ps", "-eo", "comm="], capture_output=True, text=True
+    ).stdout.split()
+    return {"ping_body": endpoint.ping().text.strip(), "processes": " ".join(sorted(set(processes)))}
+
+
+# --- the models and requests ---------------------------------------------------------------------------------
+
+
+def _train(harness: Harness, family: str, hyperparameters: dict, channels: dict) -> Path:
+    trained = harness.train(build_image(family), hyperparameters, channels)
+    if not trained.ok:
+        sys.exit(f"training {family} for the benchmark failed:\n{trained.logs()[-3000:]}")
+    return trained.model_archive
+
+
+def linear_model(harness: Harness) -> tuple[Path, list[Row]]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 20))
+    data = harness.workdir / "linear" / "train.csv"
+    data.parent.mkdir(parents=True)
+    np.savetxt(data, np.c_[x @ rng.normal(size=20), x], delimiter=",")
+    archive = _train(harness, "test-linear", {}, {"train": ChannelSpec(data, "text/csv")})
+    body = (",".join(f"{v:.6f}" for v in x[0]) + "\n").encode()
+    return archive, [Row("test-linear", "1 CSV row", body, "text/csv")]
+
+
+def mxnet_mf_model(harness: Harness) -> tuple[Path, list[Row]]:
+    from mxnet_mf import synthetic
+
+    ratings = synthetic.generate(num_users=300, num_items=400, num_ratings=20000, rank=8, seed=3)
+    root = harness.workdir / "mxnet-mf"
+    ratings.write(root / "train" / "u.data", "u.data")
+    # The image's default model (what a user deploys), fewer epochs: serving cost does not depend on them.
+    archive = _train(harness, "mxnet-mf", {"epochs": 3}, {"train": ChannelSpec(root / "train")})
+    rng = np.random.default_rng(1)
+    users, items = rng.integers(1, 301, 100), rng.integers(1, 401, 100)
+
+    def body(n: int) -> bytes:
+        pairs = zip(users[:n], items[:n], strict=True)
+        return json.dumps({"instances": [{"in0": [int(u)], "in1": [int(i)]} for u, i in pairs]}).encode()
+
+    return archive, [
+        Row("mxnet-mf", "Object2Vec JSON, 1 instance", body(1), "application/json"),
+        Row("mxnet-mf", "Object2Vec JSON, 100 instances", body(100), "application/json"),
+    ]
+
+
+def gluon_cnn_model(harness: Harness) -> tuple[Path, list[Row]]:
+    sample = ROOT / "containers" / "gluon-cnn" / "sample" / "mnist"
+    channels = {}
+    for channel, split in (("train", "train"), ("test", "t10k")):
+        folder = harness.workdir / "gluon-cnn" / channel
+        folder.mkdir(parents=True)
+        for source in sample.glob(f"{split}-*"):
+            shutil.copy(source, folder / source.name)
+        channels[channel] = ChannelSpec(folder)
+    archive = _train(harness, "gluon-cnn", {"epochs": 1, "log_interval": 0}, channels)
+    image = np.random.default_rng(2).integers(0, 256, (28, 28)).astype(np.float32) / 255
+    npy = tempfile.SpooledTemporaryFile()
+    np.save(npy, image)
+    npy.seek(0)
+    return archive, [
+        Row("gluon-cnn", "one 28x28 image, JSON", json.dumps({"instances": [image.round(4).tolist()]}).encode(),
+            "application/json"),
+        Row("gluon-cnn", "one 28x28 image, npy", npy.read(), "application/x-npy"),
+    ]  # fmt: skip
+
+
+MODELS: dict[str, Callable[[Harness], tuple[Path, list[Row]]]] = {
+    "test-linear": linear_model,
+    "mxnet-mf": mxnet_mf_model,
+    "gluon-cnn": gluon_cnn_model,
+}
+
+
+# --- load ----------------------------------------------------------------------------------------------------
+
+
+def wrk(url: str, row: Row, connections: int, seconds: int) -> dict[str, float]:
+    """wrk's req/s, p50, p99 (ms) and errors (non-2xx answers plus socket errors) for POST /invocations."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "body").write_bytes(row.body)
+        script = Path(tmp) / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            f'wrk.headers["Content-Type"] = "{row.content_type}"\n'
+            f'wrk.headers["Accept"] = "{row.accept}"\n'
+            f'local f = io.open("{tmp}/body", "rb"); wrk.body = f:read("*all"); f:close()\n'
+        )
+        threads = min(2, connections)
+        out = subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+             f"{url}/invocations"],
+            capture_output=True, text=True,
+        ).stdout  # fmt: skip
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rps is None:
+        raise RuntimeError(f"wrk gave no result:\n{out}")
+
+    def percentile(p: str) -> float:
+        match = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, sockets.groups())) if sockets else 0)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": float(rps.group(1)), "p50_ms": percentile("50"), "p99_ms": percentile("99"), "errors": errors,
+            "requests": requests}  # fmt: skip
+
+
+def container_cpu_seconds(container_id: str) -> float | None:
+    """CPU seconds a container has used (its cgroup's accounting, v1 or v2); None where neither is readable.
+    CPU per request does not depend on what else runs on the machine, as req/s does."""
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage")
+    if v1.is_file():
+        return int(v1.read_text()) / 1e9
+    v2 = Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat")
+    if v2.is_file():
+        usage = next(line for line in v2.read_text().splitlines() if line.startswith("usage_usec"))
+        return int(usage.split()[1]) / 1e6
+    return None
+
+
+def measure(endpoint: Endpoint, row: Row, connections: int, seconds: int) -> dict[str, float]:
+    """wrk's figures, plus the container's CPU milliseconds per request."""
+    before = container_cpu_seconds(endpoint.container.id)
+    result = wrk(endpoint.url, row, connections, seconds)
+    after = container_cpu_seconds(endpoint.container.id)
+    if before is not None and after is not None and result["requests"]:
+        result["cpu_ms_per_request"] = (after - before) * 1000 / result["requests"]
+    return result
+
+
+def _same_answer(ours: Endpoint, reference: Endpoint, row: Row) -> None:
+    """Both stacks must answer the request alike (same model, same code): else the race means nothing."""
+    answers = [e.invoke(row.body, row.content_type, row.accept) for e in (ours, reference)]
+    if any(a.status_code != 200 for a in answers):
+        sys.exit(f"{row.family} / {row.request}: {[(a.status_code, a.text[:300]) for a in answers]}")
+    mine, theirs = (json.loads(a.content) for a in answers)
+    if mine != theirs:
+        sys.exit(f"{row.family} / {row.request}: the two stacks answer differently:\n{mine}\n{theirs}")
+
+
+def run(seconds: int, rounds: int, ours_env: dict[str, str], families: list[str]) -> tuple[dict, bool]:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk; .ci/setup installs it)")
+    harness = Harness()
+    results: dict = {"rows": [], "cold_start_seconds": {}, "reference": {}, "ours_env": ours_env}
+    table, ok = [], True
+    try:
+        for family in families:
+            archive, rows = MODELS[family](harness)
+            reference_tag = reference_image(family)
+            with (
+                harness.serve(build_image(family), archive, environment=ours_env) as ours,
+                harness.serve(reference_tag, archive, ping_timeout=180) as reference,
+            ):
+                results["cold_start_seconds"][family] = {"ours": ours.ready_seconds, "dlc": reference.ready_seconds}
+                results["reference"][family] = {"image": reference_tag, **reference_evidence(reference)}
+                for row in rows:
+                    _same_answer(ours, reference, row)
+                    for connections in CONNECTIONS:
+                        best = {}
+                        for _ in range(rounds):
+                            for name, endpoint in (("ours", ours), ("dlc", reference)):
+                                wrk(endpoint.url, row, connections, 2)  # warm-up: every worker, every connection
+                                measured = measure(endpoint, row, connections, seconds)
+                                if name not in best or measured["rps"] > best[name]["rps"]:
+                                    best[name] = measured
+                        ratio = best["ours"]["rps"] / best["dlc"]["rps"]
+                        met = None
+                        if connections == GOAL_CONNECTIONS:
+                            met = ratio >= GOAL_RATIO and best["ours"]["p99_ms"] < best["dlc"]["p99_ms"]
+                            ok &= met
+                        results["rows"].append({"family": family, "request": row.request, "connections": connections,
+                                                "ours": best["ours"], "dlc": best["dlc"], "ratio": ratio,
+                                                "goal_met": met})  # fmt: skip
+                        table.append([
+                            family, row.request, connections,
+                            f"{best['ours']['rps']:.0f}", f"{best['dlc']['rps']:.0f}", f"**{ratio:.2f}x**",
+                            f"{best['ours']['p50_ms']:.2f} / {best['dlc']['p50_ms']:.2f}",
+                            f"{best['ours']['p99_ms']:.2f} / {best['dlc']['p99_ms']:.2f}",
+                            f"{best['ours']['errors']} / {best['dlc']['errors']}",
+                            f"{best['ours'].get('cpu_ms_per_request', float('nan')):.3f}"
+                            f" / {best['dlc'].get('cpu_ms_per_request', float('nan')):.3f}",
+                            "" if met is None else ("yes" if met else "**NO**"),
+                        ])  # fmt: skip
+                        print(" | ".join(map(str, table[-1])), file=sys.stderr)
+    finally:
+        harness.cleanup()
+    print(f"\n## Ours against the DLC serving stack (sagemaker-inference + MMS), wrk, {seconds} s per cell\n")
+    headers = ["family", "request", "conns", "ours req/s", "DLC req/s", "ours/DLC", "p50 ms ours / DLC",
+               "p99 ms ours / DLC", "errors ours / DLC", "CPU ms/request ours / DLC",
+               f"goal met ({GOAL_RATIO:.0f}x, lower p99)"]  # fmt: skip
+    print(markdown_table(headers, table))
+    print("\n## Cold start (docker run ... serve -> first /ping 200), seconds\n")
+    starts = results["cold_start_seconds"].items()
+    cells = [[family, f"{s['ours']:.2f}", f"{s['dlc']:.2f}"] for family, s in starts]
+    print(markdown_table(["family", "ours", "DLC stack"], cells))
+    print(
+        "\nThe reference: "
+        + "; ".join(
+            f"{f}: /ping {e['ping_body']!r}, processes {e['processes']}" for f, e in results["reference"].items()
+        )
+    )
+    return results, ok
