@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from byoc_runtime import codecs
+from byoc_runtime import codecs, request_context
 from byoc_runtime.errors import BadRequest, NotAcceptable
 from byoc_runtime.serve_only import framework_missing, needs_framework
 
@@ -259,10 +259,8 @@ def _ncf_predict(data: Any, model: NcfModel) -> Any:
 
 
 def _request_header(name: str) -> str | None:
-    """A header of the request being answered (the handlers run inside the Flask request); None outside one."""
-    from flask import has_request_context, request
-
-    return request.headers.get(name) if has_request_context() else None
+    """A header of the request being answered; None outside one."""
+    return request_context.header(name)
 
 
 def output_fn(prediction: Any, accept: str) -> bytes:
