@@ -12,10 +12,11 @@ import json
 import logging
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
 
 from . import handlers as handler_registry
-from . import request_context
-from .errors import InvocationError, ModelNotReady
+from . import multi_model, request_context
+from .errors import BadRequest, InvocationError, ModelNotReady
 from .invocation import error_response, invoke, payload_too_large
 from .model_holder import ModelHolder
 from .serving_settings import ServingSettings
@@ -48,16 +49,30 @@ def _content_length(environ: dict[str, Any]) -> int | None:
 
 
 class ServingApp:
-    """One worker's app: the settings, the handlers and the model holder, and the WSGI entry point."""
+    """One worker's app: the settings, the handlers and the model holder (one model) or the multi-model server
+    (models loaded by name), and the WSGI entry point."""
 
-    def __init__(self, settings: ServingSettings, handlers: handler_registry.Handlers, holder: ModelHolder):
-        self.settings, self.handlers, self.model = settings, handlers, holder
+    def __init__(
+        self,
+        settings: ServingSettings,
+        handlers: handler_registry.Handlers,
+        holder: ModelHolder | None,
+        models: multi_model.MultiModelServer | None = None,
+    ):
+        self.settings, self.handlers, self.model, self.models = settings, handlers, holder, models
+        self._logged_targets: set[str] = set()
 
     def __call__(self, environ: dict[str, Any], start_response) -> list[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
         try:
             allowed = ROUTES.get(path)
-            if allowed is None:
+            if self.models is not None and (path == "/models" or path.startswith("/models/")):
+                answer = self.multi_model_call(method, path, environ)
+            elif self.models is not None and path == "/invocations":
+                answer = self._error(multi_model.ModelNotLoaded(
+                    "This endpoint serves several models: invoke one with POST /models/{name}/invoke "
+                    "(InvokeEndpoint's TargetModel)"))  # fmt: skip
+            elif allowed is None:
                 answer = self._route_error(HTTPStatus.NOT_FOUND, method, path)
             elif method not in allowed:
                 answer = self._route_error(HTTPStatus.METHOD_NOT_ALLOWED, method, path)
@@ -79,13 +94,14 @@ class ServingApp:
     # --- routes ----------------------------------------------------------------------------------------------
 
     def ping(self) -> tuple[int, bytes, list]:
-        if self.model.ready:
+        if self.models is not None or self.model.ready:  # a multi-model server is ready with no model loaded
             return 200, b"", [("Content-Type", "text/plain")]
         if self.model.error:
             return self._error(ModelNotReady(f"The model failed to load: {self.model.error}"))
         return self._error(ModelNotReady("The model is still loading"))
 
-    def invocations(self, environ: dict[str, Any]) -> tuple[int, bytes, list]:
+    def invocations(self, environ: dict[str, Any], name: str | None = None) -> tuple[int, bytes, list]:
+        """POST /invocations, or (`name`) POST /models/{name}/invoke on a multi-model server."""
         limit = self.settings.max_payload_bytes
         stream = environ["wsgi.input"]
         length = _content_length(environ)
@@ -95,7 +111,7 @@ class ServingApp:
         if len(body) > limit:
             return self._too_large(stream, None)
         try:
-            model = self.model.get(wait=self.settings.timeout)
+            model = self.model.get(wait=self.settings.timeout) if name is None else self.models.model(name)
         except InvocationError as err:
             return self._error(err)
         with request_context.active(environ):
@@ -118,6 +134,49 @@ class ServingApp:
             "MaxPayloadInMB": int(self.settings.max_payload_mb),
         }
         return 200, json.dumps(params).encode(), [("Content-Type", JSON)]
+
+    def multi_model_call(self, method: str, path: str, environ: dict[str, Any]) -> tuple[int, bytes, list]:
+        """The multi-model contract: /models (GET list, POST load), /models/{name} (GET, DELETE),
+        /models/{name}/invoke (POST)."""
+        name, _, action = path.removeprefix("/models").lstrip("/").partition("/")
+        if name and action == "invoke":
+            if method != "POST":
+                return self._route_error(HTTPStatus.METHOD_NOT_ALLOWED, method, path)
+            self._log_target(name, environ)
+            return self.invocations(environ, name)
+        if action:
+            return self._route_error(HTTPStatus.NOT_FOUND, method, path)
+        if name:
+            calls = {"GET": lambda: self.models.describe(name), "DELETE": lambda: self.models.unload(name)}
+        else:
+            calls = {
+                "GET": lambda: self.models.listing(*_query(environ, "limit", "next_page_token")),
+                "POST": lambda: self.models.load(self._json_body(environ), _target(environ)),
+            }
+        if method not in calls:
+            status, body, headers = self._route_error(HTTPStatus.METHOD_NOT_ALLOWED, method, path)
+            return status, body, [*headers, ("Allow", ", ".join(calls))]
+        try:
+            return 200, json.dumps(calls[method]()).encode(), [("Content-Type", JSON)]
+        except InvocationError as err:
+            return self._error(err)
+
+    def _log_target(self, name: str, environ: dict[str, Any]) -> None:
+        """InvokeEndpoint's TargetModel arrives as a header, for logs: the first invocation of each model in
+        this worker logs it (every one at DEBUG)."""
+        target = _target(environ)
+        if name not in self._logged_targets:
+            self._logged_targets.add(name)
+            log.info("invoking model %s (X-Amzn-SageMaker-Target-Model: %s)", name, target or "-")
+        else:
+            log.debug("invoking model %s (X-Amzn-SageMaker-Target-Model: %s)", name, target or "-")
+
+    def _json_body(self, environ: dict[str, Any]) -> Any:
+        body = environ["wsgi.input"].read(self.settings.max_payload_bytes + 1)
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise BadRequest(f"The body is not JSON: {err}") from None
 
     # --- errors ----------------------------------------------------------------------------------------------
 
@@ -150,6 +209,15 @@ class ServingApp:
         return Client(self, Response)
 
 
+def _target(environ: dict[str, Any]) -> str | None:
+    return environ.get("HTTP_X_AMZN_SAGEMAKER_TARGET_MODEL")
+
+
+def _query(environ: dict[str, Any], *names: str) -> list[str | None]:
+    values = parse_qs(environ.get("QUERY_STRING") or "")
+    return [values.get(name, [None])[0] for name in names]
+
+
 def create_app(
     settings: ServingSettings | None = None,
     handlers: handler_registry.Handlers | None = None,
@@ -161,6 +229,10 @@ def create_app(
     process with the boot-error code, so the server stops with the reason instead of answering 503 for ever."""
     settings = settings or ServingSettings.from_env()
     handlers = handlers or handler_registry.resolve(settings)
+    if settings.multi_model:
+        return ServingApp(
+            settings, handlers, None, multi_model.MultiModelServer.from_env(handlers.model_fn, settings.workers)
+        )
     holder = ModelHolder(lambda: handlers.model_fn(str(settings.model_dir)), exit_on_failure=exit_on_load_failure)
     holder.start(background_load)
     return ServingApp(settings, handlers, holder)

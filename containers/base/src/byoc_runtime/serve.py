@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
-from . import model_holder
+from . import model_holder, multi_model
 from .archive import UnsafeArchiveError, safe_extract
 from .serving_settings import ServingSettings
 
@@ -129,6 +129,14 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     settings = ServingSettings.from_env()
     switch_user = _switches_user(settings)
+    if settings.multi_model:
+        # The registry of loaded models every worker shares (multi_model.py), made before the workers fork.
+        state = multi_model.new_state_dir()
+        os.environ[multi_model.STATE_DIR_ENV] = str(state)
+        if switch_user:
+            _give_to(settings.user, state)
+        log.info("multi-model endpoint: models are loaded by POST /models (registry %s, budget %d MB)", state,
+                 multi_model.budget_bytes() // 2**20)  # fmt: skip
     try:
         model_dir = unpack_model_archive(settings.model_dir) if settings.model_dir.is_dir() else settings.model_dir
     except (UnsafeArchiveError, tarfile.TarError, OSError) as err:

@@ -28,6 +28,7 @@ class ServingSettings:
     # SageMaker's InvokeEndpoint answers at most 6 MB; a batch transform's records may be as large as its
     # MaxPayloadInMB. 0: no limit.
     max_response_mb: float = 6.0
+    multi_model: bool = False  # SAGEMAKER_MULTI_MODEL=true: models loaded and unloaded by name (multi_model.py)
 
     @property
     def max_payload_bytes(self) -> int:
@@ -62,4 +63,5 @@ class ServingSettings:
             program=env.get("SAGEMAKER_PROGRAM") or None,
             submit_directory=env.get("SAGEMAKER_SUBMIT_DIRECTORY") or None,
             default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
+            multi_model=(env.get("SAGEMAKER_MULTI_MODEL") or "").strip().lower() == "true",
         )

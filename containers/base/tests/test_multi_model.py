@@ -1,0 +1,179 @@
+"""Multi-model serving in-process: the contract's calls and answers, budgets (507, or LRU eviction when asked),
+two workers sharing one registry, and loads/unloads racing invocations."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from byoc_runtime import multi_model
+from byoc_runtime.app import ServingApp
+from byoc_runtime.handlers import resolve
+from byoc_runtime.serving_settings import ServingSettings
+
+CSV = "text/csv"
+
+
+def tenant_model(root, name: str, bias: float):
+    """A linear-family model whose answer to the row [0, 0, 0] is its bias: each tenant answers its own."""
+    directory = root / name / "model"
+    directory.mkdir(parents=True)
+    np.savez(directory / "model.npz", weights=np.array([1.0, 2.0, 3.0]), bias=np.float64(bias))
+    return directory
+
+
+def worker(state_dir, *, budget=10**9, workers=1, evict=False):
+    """One serving worker's app; several built on the same state_dir are several workers of one container."""
+    settings = ServingSettings(family="linear_family.serving", multi_model=True, workers=workers)
+    handlers = resolve(settings)
+    server = multi_model.MultiModelServer(
+        handlers.model_fn, multi_model.Registry(state_dir), budget=budget, workers=workers, evict_lru=evict
+    )
+    return ServingApp(settings, handlers, None, server).test_client()
+
+
+def load(client, name, url, **headers):
+    return client.post("/models", data=json.dumps({"model_name": name, "url": str(url)}), headers=headers)
+
+
+def invoke(client, name):
+    return client.post(f"/models/{name}/invoke", data=b"0,0,0\n", headers={"Content-Type": CSV})
+
+
+def score(response):
+    assert response.status_code == 200, response.data
+    return response.get_json()["predictions"][0]["score"]
+
+
+@pytest.fixture
+def state(tmp_path):
+    return tmp_path / "state"
+
+
+def test_load_list_describe_invoke_unload_reload(tmp_path, state):
+    client = worker(state)
+    urls = {f"tenant-{i}": tenant_model(tmp_path, f"tenant-{i}", float(i)) for i in range(5)}
+    assert client.get("/ping").status_code == 200  # ready with no model loaded
+    for name, url in urls.items():
+        answer = load(client, name, url, **{"X-Amzn-SageMaker-Target-Model": f"{name}.tar.gz"})
+        assert answer.status_code == 200 and answer.get_json()["modelName"] == name
+    assert [score(invoke(client, f"tenant-{i}")) for i in range(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    first = client.get("/models?limit=2").get_json()
+    assert [m["modelName"] for m in first["models"]] == ["tenant-0", "tenant-1"] and first["nextPageToken"]
+    names, token = [], None
+    while True:
+        page = client.get("/models", query_string={"limit": 2, **({"next_page_token": token} if token else {})})
+        names += [m["modelName"] for m in page.get_json()["models"]]
+        token = page.get_json().get("nextPageToken")
+        if not token:
+            break
+    assert names == sorted(urls)
+    assert client.get("/models/tenant-3").get_json() == {"modelName": "tenant-3", "modelUrl": str(urls["tenant-3"])}
+    assert client.delete("/models/tenant-3").status_code == 200
+    gone = invoke(client, "tenant-3")
+    assert gone.status_code == 404 and gone.get_json()["error_type"] == "ModelNotFound"
+    assert client.get("/models/tenant-3").status_code == 404
+    assert load(client, "tenant-3", urls["tenant-3"]).status_code == 200
+    assert score(invoke(client, "tenant-3")) == 3.0
+
+
+def test_the_contracts_refusals_are_json(tmp_path, state):
+    client = worker(state)
+    url = tenant_model(tmp_path, "a", 1.0)
+    assert load(client, "a", url).status_code == 200
+    again = load(client, "a", url)
+    assert again.status_code == 409 and again.get_json()["error_type"] == "ModelAlreadyLoaded"
+    missing = load(client, "b", tmp_path / "nowhere")
+    assert missing.status_code == 404 and "does not exist" in missing.get_json()["error"]
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "readme.txt").write_text("not a model")
+    junk = load(client, "c", tmp_path / "junk")
+    assert junk.status_code == 400 and junk.get_json()["error_type"] == "InvalidModel"
+    assert client.delete("/models/zzz").status_code == 404
+    assert client.post("/models", data=b"{").status_code == 400
+    assert client.post("/models", data=json.dumps({"url": str(url)})).status_code == 400
+    assert client.get("/models/a/invoke").status_code == 405
+    assert client.put("/models").status_code == 405
+    not_here = client.post("/invocations", data=b"0,0,0\n", headers={"Content-Type": CSV})
+    assert not_here.status_code == 404 and "/models/{name}/invoke" in not_here.get_json()["error"]
+    assert client.get("/models?limit=x").status_code == 400
+    assert score(invoke(client, "a")) == 1.0  # and it keeps serving
+
+
+def test_a_load_over_the_budget_is_507_and_nothing_loaded_is_dropped(tmp_path, state):
+    urls = [tenant_model(tmp_path, f"t{i}", float(i)) for i in range(3)]
+    size = multi_model.directory_bytes(urls[0])
+    client = worker(state, budget=int(2.5 * size * 2), workers=2)  # room for two models in each of 2 workers
+    assert load(client, "t0", urls[0]).status_code == 200
+    assert load(client, "t1", urls[1]).status_code == 200
+    full = load(client, "t2", urls[2])
+    assert full.status_code == 507 and full.get_json()["error_type"] == "InsufficientMemory"
+    assert "budget" in full.get_json()["error"]
+    assert [score(invoke(client, n)) for n in ("t0", "t1")] == [0.0, 1.0]
+    assert client.delete("/models/t0").status_code == 200  # what SageMaker does on a 507, then it retries
+    assert load(client, "t2", urls[2]).status_code == 200 and score(invoke(client, "t2")) == 2.0
+
+
+def test_lru_eviction_when_asked_unloads_the_least_recently_invoked(tmp_path, state, monkeypatch):
+    monkeypatch.setattr(multi_model, "TOUCH_SECONDS", 0.0)
+    urls = [tenant_model(tmp_path, f"t{i}", float(i)) for i in range(3)]
+    size = multi_model.directory_bytes(urls[0])
+    client = worker(state, budget=int(2.5 * size), evict=True)
+    for name, url in (("t0", urls[0]), ("t1", urls[1])):
+        assert load(client, name, url).status_code == 200
+        time.sleep(0.02)
+    invoke(client, "t0")  # t1 is now the least recently used
+    assert load(client, "t2", urls[2]).status_code == 200
+    assert sorted(m["modelName"] for m in client.get("/models").get_json()["models"]) == ["t0", "t2"]
+    assert invoke(client, "t1").status_code == 404
+
+
+def test_every_worker_sees_the_same_models(tmp_path, state):
+    first, second = worker(state), worker(state)
+    url = tenant_model(tmp_path, "shared", 7.0)
+    assert load(first, "shared", url).status_code == 200
+    assert score(invoke(second, "shared")) == 7.0  # loaded there on its first invocation
+    assert second.get("/models").get_json()["models"] == [{"modelName": "shared", "modelUrl": str(url)}]
+    assert second.delete("/models/shared").status_code == 200
+    assert invoke(first, "shared").status_code == 404
+    assert load(second, "shared", tenant_model(tmp_path, "shared-v2", 8.0)).status_code == 200
+    assert score(invoke(first, "shared")) == 8.0  # the new registration, not the first worker's old copy
+
+
+def test_loads_and_unloads_racing_invocations_never_fail_and_never_mix_models(tmp_path, state):
+    workers = [worker(state), worker(state)]
+    urls = {f"t{i}": tenant_model(tmp_path, f"t{i}", float(i)) for i in range(4)}
+    load(workers[0], "t0", urls["t0"])
+    failures, answers = [], []
+    deadline = time.monotonic() + 3
+
+    def invoker(client):
+        while time.monotonic() < deadline:
+            for name in urls:
+                response = invoke(client, name)
+                if response.status_code == 200:
+                    answers.append(score(response) == float(name[1:]))
+                elif response.status_code != 404:
+                    failures.append((response.status_code, response.data))
+
+    def churner(client, names):
+        while time.monotonic() < deadline:
+            for name in names:
+                status = load(client, name, urls[name]).status_code
+                if status not in (200, 409):
+                    failures.append(("load", status))
+                status = client.delete(f"/models/{name}").status_code
+                if status not in (200, 404):
+                    failures.append(("unload", status))
+
+    threads = [threading.Thread(target=invoker, args=(workers[i % 2],)) for i in range(6)]
+    threads += [threading.Thread(target=churner, args=(workers[0], ["t1", "t2"])),
+                threading.Thread(target=churner, args=(workers[1], ["t2", "t3"]))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(answers) > 100 and all(answers)
