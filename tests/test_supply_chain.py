@@ -17,7 +17,8 @@ import pytest
 from tests.images import ROOT, build_image, version
 from tools import lock
 
-DOCKERFILES = sorted([*ROOT.glob("containers/*/Dockerfile"), *ROOT.glob("tests/families/*/Dockerfile")])
+DOCKERFILES = sorted([*ROOT.glob("containers/*/Dockerfile"), *ROOT.glob("containers/*/Dockerfile.serve"),
+                      *ROOT.glob("tests/families/*/Dockerfile")])  # fmt: skip
 OCI = ("source", "revision", "version", "created", "licenses", "title")
 
 
