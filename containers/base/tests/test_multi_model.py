@@ -177,3 +177,31 @@ def test_loads_and_unloads_racing_invocations_never_fail_and_never_mix_models(tm
         thread.join()
     assert failures == []
     assert len(answers) > 100 and all(answers)
+
+
+def test_a_single_model_endpoint_serves_archives_named_by_target_model(tmp_path, monkeypatch):
+    """SDK local mode's MultiDataModel: the models' prefix at /opt/ml/model, Target-Model on /invocations."""
+    import tarfile
+
+    from byoc_runtime.app import create_app
+
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    for tenant in (1, 2):
+        source = tenant_model(tmp_path, f"src-{tenant}", float(tenant))
+        with tarfile.open(prefix / f"tenant-{tenant}.tar.gz", "w:gz") as tar:
+            tar.add(source / "model.npz", arcname="model.npz")
+    tenant_model(tmp_path, "plain", 9.0)
+    (prefix / "model.npz").write_bytes((tmp_path / "plain" / "model" / "model.npz").read_bytes())
+    monkeypatch.setenv(multi_model.STATE_DIR_ENV, str(tmp_path / "state"))
+    settings = ServingSettings(family="linear_family.serving", model_dir=prefix, workers=1)
+    client = create_app(settings, background_load=False).test_client()
+
+    def ask(target=None):
+        headers = {"Content-Type": CSV, **({"X-Amzn-SageMaker-Target-Model": target} if target else {})}
+        return client.post("/invocations", data=b"0,0,0\n", headers=headers)
+
+    assert score(ask("tenant-2.tar.gz")) == 2.0 and score(ask("tenant-1.tar.gz")) == 1.0
+    assert score(ask()) == 9.0  # without the header: the endpoint's own model
+    for bad in ("tenant-3.tar.gz", "../prefix/tenant-1.tar.gz/..", "/etc/passwd"):
+        assert ask(bad).status_code == 404, bad

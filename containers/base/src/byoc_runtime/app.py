@@ -61,6 +61,7 @@ class ServingApp:
     ):
         self.settings, self.handlers, self.model, self.models = settings, handlers, holder, models
         self._logged_targets: set[str] = set()
+        self._archive_server: multi_model.MultiModelServer | None = None
 
     def __call__(self, environ: dict[str, Any], start_response) -> list[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
@@ -111,7 +112,12 @@ class ServingApp:
         if len(body) > limit:
             return self._too_large(stream, None)
         try:
-            model = self.model.get(wait=self.settings.timeout) if name is None else self.models.model(name)
+            if name is not None:
+                model = self.models.model(name)
+            elif _target(environ) and self.models is None:
+                model = self._archives().archive_model(self.settings.model_dir, _target(environ))
+            else:
+                model = self.model.get(wait=self.settings.timeout)
         except InvocationError as err:
             return self._error(err)
         with request_context.active(environ):
@@ -160,6 +166,14 @@ class ServingApp:
             return 200, json.dumps(calls[method]()).encode(), [("Content-Type", JSON)]
         except InvocationError as err:
             return self._error(err)
+
+    def _archives(self) -> multi_model.MultiModelServer:
+        """Models named by Target-Model on a single-model endpoint (SDK local mode's MultiDataModel)."""
+        if self._archive_server is None:
+            server = multi_model.MultiModelServer.from_env(self.handlers.model_fn, self.settings.workers)
+            server.archives_only = True
+            self._archive_server = server
+        return self._archive_server
 
     def _log_target(self, name: str, environ: dict[str, Any]) -> None:
         """InvokeEndpoint's TargetModel arrives as a header, for logs: the first invocation of each model in

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -213,6 +214,8 @@ class MultiModelServer:
         self._lock = threading.Lock()
         self._touched: dict[str, float] = {}
         self._seen: dict[str, Entry] | None = None  # the registry as this worker last pruned its copies by it
+        # A single-model endpoint serving archives by target (SDK local mode): nobody else unloads, so evict.
+        self.archives_only = False
 
     @classmethod
     def from_env(cls, model_fn: Callable[[str], Any], workers: int) -> MultiModelServer:
@@ -235,32 +238,60 @@ class MultiModelServer:
         path = Path(url)
         if not path.is_dir():
             raise ModelDirectoryNotFound(f"Model directory {url} does not exist")
-        size = directory_bytes(path)
         with self.registry.changing() as entries:
             if name in entries:
                 raise ModelAlreadyLoaded(f"Model {name} is already loaded")
-            self._make_room(entries, name, size)
-            started = time.perf_counter()
-            try:
-                model = self.model_fn(str(path))
-            except Exception as err:  # noqa: BLE001 - the platform's directory is not a model of this image
-                log.warning("model %s at %s could not be loaded: %s: %s", name, url, type(err).__name__, err)
-                raise InvalidModel(f"{url} is not a model this image can serve: {type(err).__name__}: {err}") from None
-            entry = Entry(name=name, url=url, size_bytes=size, loaded_at=time.time())
-            entries[name] = entry
-            with self._lock:
-                self._models[name] = (entry.loaded_at, model)
-        self.registry.touch(name)
-        log.info("loaded model %s from %s (%d bytes, %.2f s; target model %s)", name, url, size,
-                 time.perf_counter() - started, target or "-")  # fmt: skip
+            self._register(entries, name, path, target)
         return {"status": f"Model {name} loaded", "modelName": name, "modelUrl": url}
+
+    def _register(self, entries: dict[str, Entry], name: str, path: Path, target: str | None) -> Any:
+        """Load the model at `path` in this worker and register it (the registry's lock is held)."""
+        size = directory_bytes(path)
+        self._make_room(entries, name, size)
+        started = time.perf_counter()
+        try:
+            model = self.model_fn(str(path))
+        except Exception as err:  # noqa: BLE001 - the platform's directory is not a model of this image
+            log.warning("model %s at %s could not be loaded: %s: %s", name, path, type(err).__name__, err)
+            raise InvalidModel(f"{path} is not a model this image can serve: {type(err).__name__}: {err}") from None
+        entry = Entry(name=name, url=str(path), size_bytes=size, loaded_at=time.time())
+        entries[name] = entry
+        with self._lock:
+            self._models[name] = (entry.loaded_at, model)
+        self.registry.touch(name)
+        log.info("loaded model %s from %s (%d bytes, %.2f s; target model %s)", name, path, size,
+                 time.perf_counter() - started, target or "-")  # fmt: skip
+        return model
+
+    def archive_model(self, model_dir: Path, target: str) -> Any:
+        """The model of an invocation whose X-Amzn-SageMaker-Target-Model names a model.tar.gz under the model
+        directory: how the SageMaker SDK's local mode runs a MultiDataModel (it mounts the models' S3 prefix at
+        /opt/ml/model, tells the container nothing else, and sends each invocation to /invocations with the
+        header). The container then plays SageMaker's part itself: the archive is extracted once (safely) into
+        the registry's directory, loaded on first use, and unloaded least recently used first over the budget."""
+        root = Path(model_dir).resolve()
+        archive = (root / target).resolve()
+        if root not in archive.parents or not archive.is_file():
+            raise ModelNotLoaded(f"No model archive {target} under the model directory")
+        if target in self.registry.entries():
+            return self.model(target)
+        from .archive import safe_extract  # the same safe extraction the single-model path uses
+
+        with self.registry.changing() as entries:
+            if target not in entries:
+                extracted = self.registry.directory / "archives" / hashlib.sha1(target.encode()).hexdigest()
+                if extracted.exists():
+                    shutil.rmtree(extracted)
+                safe_extract(archive, extracted)
+                self._register(entries, target, extracted, target)
+        return self.model(target)
 
     def _make_room(self, entries: dict[str, Entry], name: str, size: int) -> None:
         def need() -> int:
             return (sum(e.size_bytes for e in entries.values()) + size) * self.workers
 
         while need() > self.budget:
-            if not self.evict_lru or not entries:
+            if not (self.evict_lru or self.archives_only) or not entries:
                 raise InsufficientMemory(
                     f"Loading model {name} ({size} bytes a worker, {self.workers} workers) would take the loaded "
                     f"models to {need()} bytes, over this container's budget of {self.budget} bytes "

@@ -129,12 +129,13 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     settings = ServingSettings.from_env()
     switch_user = _switches_user(settings)
+    # The registry of loaded models every worker shares (multi_model.py), made before the workers fork: a
+    # multi-model endpoint's, or a single-model endpoint's that is asked for archives by Target-Model.
+    state = multi_model.new_state_dir()
+    os.environ[multi_model.STATE_DIR_ENV] = str(state)
+    if switch_user:
+        _give_to(settings.user, state)
     if settings.multi_model:
-        # The registry of loaded models every worker shares (multi_model.py), made before the workers fork.
-        state = multi_model.new_state_dir()
-        os.environ[multi_model.STATE_DIR_ENV] = str(state)
-        if switch_user:
-            _give_to(settings.user, state)
         log.info("multi-model endpoint: models are loaded by POST /models (registry %s, budget %d MB)", state,
                  multi_model.budget_bytes() // 2**20)  # fmt: skip
     try:
