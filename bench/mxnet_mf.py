@@ -1,6 +1,7 @@
 """mxnet-mf: training samples/s of our loop against the course's loop, and serving latency.
 
     python -m bench.mxnet_mf [--epochs 2] [--repeats 300] [--rounds 2]
+    python -m bench.mxnet_mf --vs-surprise [...]    (our MF trainer against Surprise: bench/mxnet_mf_vs_surprise.py)
 
 Training runs inside the byoc-mxnet-mf image (bench/mxnet_mf_loops.py) on generated ratings of
 ML-100K's shape (943 users x 1682 items, 100k ratings), mf and deep, batch 256 and 1024, our loop and the
@@ -87,6 +88,11 @@ def ms(timings: list[float], q: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--vs-surprise" in args:  # bench/mxnet_mf_vs_surprise.py: our MF trainer against Surprise's SVD
+        from bench import mxnet_mf_vs_surprise
+
+        return mxnet_mf_vs_surprise.main([arg for arg in args if arg != "--vs-surprise"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=300)
