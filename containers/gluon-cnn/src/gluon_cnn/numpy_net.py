@@ -21,7 +21,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from byoc_runtime import mxnet_params
 from byoc_runtime.serve_only import full_image
 
-CHUNK = 128  # images per forward pass: bounds the unfolded convolution windows (N x C x H x W x k x k)
+CHUNK = 128  # images per forward pass
+UNFOLD_BYTES = 32 << 20  # a convolution's unfolded windows (N x C x OH x OW x k x k) copied at most this much at once
 
 
 def _tuple(attrs: dict[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -57,15 +58,23 @@ def convolution(attrs: dict[str, str], x: np.ndarray, weight: np.ndarray, bias: 
     span = (dilate[0] * (kernel[0] - 1) + 1, dilate[1] * (kernel[1] - 1) + 1)
     windows = sliding_window_view(x, span, axis=(2, 3))[:, :, :: stride[0], :: stride[1], :: dilate[0], :: dilate[1]]
     filters_per_group, channels_per_group = weight.shape[0] // groups, x.shape[1] // groups
-    outputs = []
+    n, _, oh, ow = windows.shape[:4]
+    # im2col: the windows as (C*kh*kw, N*OH*OW) columns, weights @ columns (channel-first out, no transpose of
+    # the result); the copy the reshape makes is bounded by taking images UNFOLD_BYTES at a time
+    per_image = channels_per_group * oh * ow * kernel[0] * kernel[1] * x.dtype.itemsize
+    step = max(1, UNFOLD_BYTES // max(per_image, 1))
+    out = np.empty((weight.shape[0], n, oh, ow), np.result_type(x, weight))
     for g in range(groups):
+        w = weight[g * filters_per_group : (g + 1) * filters_per_group].reshape(filters_per_group, -1)
         part = windows[:, g * channels_per_group : (g + 1) * channels_per_group]
-        w = weight[g * filters_per_group : (g + 1) * filters_per_group]
-        outputs.append(np.tensordot(part, w, axes=([1, 4, 5], [1, 2, 3])))  # (N, OH, OW, F)
-    out = np.concatenate(outputs, axis=3) if groups > 1 else outputs[0]
+        for i in range(0, n, step):
+            cols = part[i : i + step].transpose(1, 4, 5, 0, 2, 3).reshape(w.shape[1], -1)
+            out[g * filters_per_group : (g + 1) * filters_per_group, i : i + step] = (w @ cols).reshape(
+                filters_per_group, -1, oh, ow
+            )
     if bias is not None and not _bool(attrs, "no_bias", False):
-        out = out + bias
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        out += bias.reshape(-1, 1, 1, 1)
+    return out.transpose(1, 0, 2, 3)
 
 
 def fully_connected(attrs: dict[str, str], x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
@@ -146,10 +155,9 @@ def pooling(attrs, x):
         raise ValueError(f"pooling_convention {convention!r} is not implemented")
     fill = -np.inf if kind == "max" else 0.0
     padded = _pad(x, pad, tuple(extra), fill)
-    windows = sliding_window_view(padded, kernel, axis=(2, 3))[:, :, :: stride[0], :: stride[1]]
     if kind == "max":
-        return windows.max(axis=(4, 5))
-    total = windows.sum(axis=(4, 5), dtype=np.float32)
+        return _over_window(np.maximum, padded, kernel, stride)
+    total = _over_window(np.add, padded, kernel, stride)
     if kind == "sum":
         return total
     if _bool(attrs, "count_include_pad", True) and not any(extra):
@@ -158,8 +166,19 @@ def pooling(attrs, x):
         ones = _pad(np.ones((1, 1, x.shape[2] + 2 * pad[0], x.shape[3] + 2 * pad[1]), np.float32), (0, 0), extra)
     else:
         ones = _pad(np.ones((1, 1) + x.shape[2:], np.float32), pad, tuple(extra))
-    counts = sliding_window_view(ones, kernel, axis=(2, 3))[:, :, :: stride[0], :: stride[1]].sum(axis=(4, 5))
-    return total / counts
+    return total / _over_window(np.add, ones, kernel, stride)
+
+
+def _over_window(combine, x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """combine (np.maximum, np.add) over each pooling window: one strided slice per kernel offset, each an
+    elementwise operation on whole feature maps (a reduce over a window view's small axes is 5x slower)."""
+    oh, ow = (x.shape[2] - kernel[0]) // stride[0] + 1, (x.shape[3] - kernel[1]) // stride[1] + 1
+    out = None
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            part = x[:, :, i : i + (oh - 1) * stride[0] + 1 : stride[0], j : j + (ow - 1) * stride[1] + 1 : stride[1]]
+            out = part.copy() if out is None else combine(out, part, out=out)
+    return out
 
 
 def _scalar(op: Callable[[np.ndarray, np.float32], np.ndarray]):
