@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from byoc_runtime.errors import HyperparameterError
@@ -69,3 +70,55 @@ def test_label_smoothing_zero_is_plain_cross_entropy_and_smoothing_spreads_the_t
     target = [[0.9 + 0.1 / 3, 0.1 / 3, 0.1 / 3], [0.1 / 3, 0.1 / 3, 0.9 + 0.1 / 3]]
     expected = -(log_p * target).sum(axis=1)
     assert abs(loop.smoothed_cross_entropy(logits, labels, 0.1).asnumpy() - expected).max() < 1e-5
+
+
+def test_conv_channels_set_the_cnn_widths_and_the_course_network_stays_reachable(opt_ml):
+    from gluon_cnn import networks
+
+    def conv_widths(net):
+        return [
+            p.data().shape[0] for name, p in net.collect_params().items() if "conv" in name and name.endswith("weight")
+        ]
+
+    for channels in ((20, 50), (32, 64)):
+        net = networks.cnn(10, channels=channels)
+        net.initialize()
+        net(mx.nd.zeros((1, 1, 28, 28)))
+        assert conv_widths(net) == list(channels)
+    assert train.SPEC["conv_channels"].default == [32, 64]
+    base = opt_ml({"network": "cnn", "epochs": 1, "log_interval": 0, "conv_channels": "20,50"})
+    train.train(TrainingEnv.load())
+    model = serving.model_fn(str(base / "model"))
+    assert conv_widths(model.net) == [20, 50]
+
+
+def test_flip_average_is_the_mean_of_an_image_and_its_mirror_and_is_exported(tmp_path):
+    from gluon_cnn import networks
+
+    net = networks.cnn(10, batch_norm=True, channels=(8, 16))
+    net.initialize(mx.init.Xavier())
+    net.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.uniform(shape=(4, 1, 28, 28))
+    plain, mirrored = net(x), net(x.flip(axis=3))
+    net.flip_average = True
+    net.hybridize(static_alloc=True, static_shape=True)
+    assert abs(net(x) - (plain + mirrored) / 2).max().asscalar() < 1e-5
+    net.export(str(tmp_path / "m"), epoch=0)
+    loaded = mx.gluon.SymbolBlock.imports(str(tmp_path / "m-symbol.json"), ["data"], str(tmp_path / "m-0000.params"))
+    assert abs(loaded(x) - (plain + mirrored) / 2).max().asscalar() < 1e-5
+
+
+def test_a_model_trained_on_flips_answers_an_image_and_its_mirror_alike(opt_ml):
+    base = opt_ml({"network": "cnn", "epochs": 1, "log_interval": 0, "augment": "flip", "conv_channels": "8,16"})
+    train.train(TrainingEnv.load())
+    model = serving.model_fn(str(base / "model"))
+    images = np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32)
+    probabilities = model.probabilities(images)
+    assert abs(probabilities - model.probabilities(images[..., ::-1].copy())).max() < 1e-5
+    assert not np.allclose(probabilities[0], probabilities[1])  # not a constant answer
+
+
+def test_augment_auto_shifts_digits_and_nothing_else():
+    assert train.auto_augment(train.CLASS_PRESETS["mnist"]) == "shift"
+    assert train.auto_augment(train.CLASS_PRESETS["fashion-mnist"]) == "none"
+    assert train.auto_augment(("cat", "dog")) == "none"

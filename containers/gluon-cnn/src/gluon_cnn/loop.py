@@ -105,7 +105,11 @@ class Loop:
         loss_value, accuracy = loss_sum.asscalar() / seen, correct.asscalar() / seen
         return EpochResult(loss_value, accuracy, done * batch_size, time.perf_counter() - started, interrupted)
 
-    def evaluate(self, images: mx.nd.NDArray, labels: mx.nd.NDArray, batch_size: int = 1000) -> float:
+    def evaluate(
+        self, images: mx.nd.NDArray, labels: mx.nd.NDArray, batch_size: int = 1000, flip_average: bool = False
+    ) -> float:
+        """Accuracy; flip_average: of the logits averaged over each image and its mirror image (what a model
+        exported with networks.Sequential.flip_average answers), computed here with the training graph."""
         correct = mx.nd.zeros(1, ctx=self.contexts[0])
         for start in range(0, len(labels), batch_size):
             x = scale(images[start : start + batch_size])
@@ -115,5 +119,8 @@ class Loop:
                 gluon.utils.split_and_load(y, self.contexts, even_split=False),
                 strict=True,
             ):
-                correct += (self.net(xi).argmax(axis=1) == yi).sum().as_in_context(correct.context)
+                logits = self.net(xi)
+                if flip_average:
+                    logits = logits + self.net(xi.flip(axis=3))
+                correct += (logits.argmax(axis=1) == yi).sum().as_in_context(correct.context)
         return float(correct.asscalar()) / max(len(labels), 1)
