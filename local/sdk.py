@@ -200,11 +200,58 @@ class LocalRun:
         )
         return self.predictor
 
-    def predict(self, data: Any, *, content_type: str | None = None, accept: str | None = None) -> Any:
+    def deploy_multi_model(
+        self, model_data_prefix: str, *, content_type: str = "application/json", accept: str = "application/json"
+    ):
+        """The SDK's MultiDataModel over an S3 prefix of model.tar.gz files (local mode downloads the prefix,
+        so S3 must answer: the real one, or a stand-in such as moto's server through AWS_ENDPOINT_URL_S3)."""
+        import uuid
+
+        from sagemaker.multidatamodel import MultiDataModel
+        from sagemaker.predictor import Predictor
+
+        self.model = MultiDataModel(
+            name=f"byoc-mme-{uuid.uuid4().hex[:8]}",
+            model_data_prefix=model_data_prefix,
+            image_uri=self.image,
+            role=DUMMY_ROLE,
+            sagemaker_session=self.session,
+            predictor_cls=Predictor,
+        )
+        self.predictor = self.model.deploy(
+            initial_instance_count=1,
+            instance_type=self.instance_type,
+            serializer=serializer_for(content_type),
+            deserializer=deserializer_for(accept),
+            wait=False,
+        )
+        self._cleanups.append(self._delete_model)
+        self._cleanups.append(self._delete_endpoint)
+        name = self.predictor.endpoint_name
+        self._wait_for(
+            lambda: self.session.sagemaker_client.describe_endpoint(EndpointName=name),
+            "EndpointStatus",
+            "InService",
+            ("Failed",),
+            f"endpoint {name}",
+            timeout=600.0,
+        )
+        return self.predictor
+
+    def predict(
+        self,
+        data: Any,
+        *,
+        content_type: str | None = None,
+        accept: str | None = None,
+        target_model: str | None = None,
+    ) -> Any:
         if content_type:
             self.predictor.serializer = serializer_for(content_type)
         if accept:
             self.predictor.deserializer = deserializer_for(accept)
+        if target_model is not None:
+            return self.predictor.predict(data, target_model=target_model)
         return self.predictor.predict(data)
 
     def transform(

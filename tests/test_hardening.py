@@ -77,3 +77,4 @@ def test_a_serving_worker_can_write_only_to_its_temporary_directories(harness, i
     assert not written, f"{how}: a serving worker wrote to {written}"
     if options is None or options.get("user"):
         assert result["uid"] != 0  # the workers dropped to (or started as) the unprivileged user
+        assert 0 not in result["groups"], result["groups"]  # and none of root's groups went with them

@@ -71,9 +71,20 @@ def gunicorn_options(settings: ServingSettings, switch_user: bool | None = None)
         try:
             record = pwd.getpwnam(settings.user)
             options["user"], options["group"] = record.pw_uid, record.pw_gid
+            # gunicorn sets the workers' uid and gid but leaves root's supplementary groups (group 0) to them
+            # (its initgroups option would leave the primary gid 0 instead): what only root's group may read
+            # would stay readable to them. Drop them in the child, while it is still root.
+            options["post_fork"] = partial(_drop_supplementary_groups, record.pw_gid)
         except KeyError:
             log.warning("serving user %r does not exist; workers keep running as root", settings.user)
     return {k: v for k, v in options.items() if v is not None}
+
+
+def _drop_supplementary_groups(gid: int, _arbiter, _worker) -> None:
+    try:
+        os.setgroups([gid])
+    except OSError as err:  # no CAP_SETGID: _switches_user already said the workers stay as they are
+        log.warning("could not drop the worker's supplementary groups: %s", err)
 
 
 def effective_capabilities() -> int | None:
@@ -124,6 +135,18 @@ def _give_to(user: str, directory: Path) -> None:
         log.warning("could not hand %s to %s: %s", directory, user, err)
 
 
+def _let_others_enter(directory: Path) -> None:
+    """The workers run as the serving user: a model directory only root may enter (SDK local mode mounts a
+    mkdtemp directory, mode 0700) would hide the model from them. Open the directory itself (not its files)."""
+    try:
+        mode = directory.stat().st_mode
+        if mode & 0o005 != 0o005:
+            directory.chmod(mode | 0o005)
+            log.info("let the serving user into %s (it was mode %o)", directory, mode & 0o777)
+    except OSError as err:  # a read-only mount: say why the workers may not find the model
+        log.warning("the serving user may not be able to read %s: %s", directory, err)
+
+
 def main() -> int:
     # The pid tells the workers apart (gunicorn's own lines carry it too).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
@@ -147,6 +170,8 @@ def main() -> int:
         os.environ["SM_MODEL_DIR"] = str(model_dir)
         if switch_user:
             _give_to(settings.user, model_dir)
+    elif switch_user and model_dir.is_dir():
+        _let_others_enter(model_dir)
     log.info(
         "serving on port %d with %d %s worker(s), timeout %d s",
         settings.port,

@@ -1,5 +1,5 @@
 """The linear family's handlers, except that {"write": [paths]} makes the serving worker try to create each
-file and answer, per path, whether it could (and the error if not), with the worker's uid."""
+file and answer, per path, whether it could (and the error if not), with the worker's uid and groups."""
 
 import json
 import os
@@ -28,7 +28,7 @@ def predict_fn(x, model):
             results[path] = "written"
         except OSError as err:
             results[path] = f"{type(err).__name__}: {err.strerror}"
-    return {"uid": os.getuid(), "writes": results}
+    return {"uid": os.getuid(), "groups": sorted({os.getgid(), *os.getgroups()}), "writes": results}
 
 
 def output_fn(prediction, accept):
