@@ -10,11 +10,11 @@ import tarfile
 
 import numpy as np
 import pytest
+from moto import server as moto_server  # requirements-dev.txt: moto[server]
 
 from tests.images import build_image
 
 pytestmark = pytest.mark.docker
-moto_server = pytest.importorskip("moto.server")
 
 
 def archive(bias: float) -> bytes:
