@@ -7,14 +7,16 @@ Checks: train writes a model; a failing train writes /opt/ml/output/failure and 
 answers 200 within the health-check window, each within 2 s; /invocations answers a valid request;
 an unsupported content type gets a 4xx; a malformed body gets a 4xx, not a 5xx; SAGEMAKER_BIND_TO_PORT is
 honoured; /execution-parameters is valid JSON (optional in SageMaker: 404 is reported as n/a); SIGTERM
-stops the server within SageMaker's 30 s; the image declares accept-bind-to-port. Exit status 1 if any
-check fails, so it can gate a CI pipeline.
+stops the server within SageMaker's 30 s; the image declares accept-bind-to-port; an image labelled
+multi-models=true serves the multi-model calls (load, 409, 404, list, describe, invoke with the single-model
+answer, unload). Exit status 1 if any check fails, so it can gate a CI pipeline.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +32,7 @@ PING_WINDOW_S = 240.0  # default endpoint health-check window
 PING_RESPONSE_S = 2.0
 STOP_LIMIT_S = 30.0  # SIGKILL follows SIGTERM after 30 s
 ALT_PORT = 9311
+MULTI_MODEL_LABEL = "com.amazonaws.sagemaker.capabilities.multi-models"
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Conformance:
         self.harness = harness or Harness()
         self.results: list[Check] = []
         self.model_archive: Path | None = None
+        self._single_model_answer: bytes | None = None
 
     def record(self, name: str, ok: bool | None, detail: str) -> None:
         self.results.append(Check(name, "N/A" if ok is None else "PASS" if ok else "FAIL", detail))
@@ -88,6 +92,7 @@ class Conformance:
         finally:
             self.check_sigterm(endpoint)
         self.check_bind_to_port()
+        self._guard("multi-model endpoint", self.check_multi_model)
         return self.results
 
     def _guard(self, name: str, check: Callable[[], None]) -> None:
@@ -139,6 +144,7 @@ class Conformance:
             self.record("invocations", None, "no --request given")
             return
         response = endpoint.invoke(self.request, self.content_type)
+        self._single_model_answer = response.content
         self.record(
             "invocations",
             200 <= response.status_code < 300,
@@ -190,6 +196,49 @@ class Conformance:
             return
         self.harness.stop_endpoint(endpoint, timeout=5)
         self.record("SAGEMAKER_BIND_TO_PORT", True, f"/ping 200 on port {ALT_PORT}")
+
+    def check_multi_model(self) -> None:
+        """An image labelled multi-models=true must serve SageMaker's multi-model calls: load (409 twice, 404
+        without the directory), list, describe, invoke (the single-model endpoint's answer), unload (404 after)."""
+        labels = self.harness.client.images.get(self.image).labels or {}
+        if labels.get(MULTI_MODEL_LABEL) != "true":
+            self.record("multi-model endpoint", None, f"no {MULTI_MODEL_LABEL}=true label")
+            return
+        models = self.harness.workdir / "conformance-models"
+        extracted = self.harness.model_directory(self.model_archive)
+        for name in ("a", "b"):
+            shutil.copytree(extracted, models / name / "model", dirs_exist_ok=True)
+        options = {"volumes": {str(models): {"bind": "/opt/ml/models", "mode": "ro"}}}
+        env = {"SAGEMAKER_MULTI_MODEL": "true"}
+        endpoint = self.harness.start_endpoint(self.image, None, environment=env, container_options=options)
+        try:
+            session, url = endpoint.session, endpoint.url
+
+            def load(name: str, directory: str) -> int:
+                body = json.dumps({"model_name": name, "url": directory})
+                return session.post(f"{url}/models", data=body, timeout=60).status_code
+
+            codes = {"load": load("a", "/opt/ml/models/a/model"), "load again": load("a", "/opt/ml/models/a/model"),
+                     "load a missing directory": load("c", "/opt/ml/models/none/model")}  # fmt: skip
+            listed = session.get(f"{url}/models", timeout=10).json().get("models", [])
+            described = session.get(f"{url}/models/a", timeout=10).json()
+            ok = (codes == {"load": 200, "load again": 409, "load a missing directory": 404}
+                  and listed == [{"modelName": "a", "modelUrl": "/opt/ml/models/a/model"}]
+                  and described.get("modelName") == "a")  # fmt: skip
+            self.record("multi-model: load, list, describe", ok, f"{codes}; listed {listed}"[:200])
+            if self.request is not None:
+                answer = session.post(f"{url}/models/a/invoke", data=self.request,
+                                      headers={"Content-Type": self.content_type}, timeout=60)  # fmt: skip
+                same = answer.content == self._single_model_answer
+                detail = f"{answer.status_code}; the single-model endpoint's answer: {same}"
+                self.record("multi-model: invoke", answer.status_code == 200 and same, detail)
+            codes = [session.delete(f"{url}/models/a", timeout=10).status_code,
+                     session.post(f"{url}/models/a/invoke", data=self.request or b"{}",
+                                  headers={"Content-Type": self.content_type}, timeout=10).status_code,
+                     session.delete(f"{url}/models/a", timeout=10).status_code]  # fmt: skip
+            self.record("multi-model: unload", codes == [200, 404, 404], f"unload, invoke, unload: {codes}")
+        finally:
+            self.harness.stop_endpoint(endpoint, timeout=10)
 
 
 def print_table(image: str, results: list[Check]) -> None:

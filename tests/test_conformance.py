@@ -29,6 +29,7 @@ def test_our_image_is_conformant(harness, csv_channel):
         build_image("test-linear"), {}, csv_channel, b'{"instances": [[1, 2, 3]]}', "application/json", harness
     ).run()
     assert all(status == "PASS" for status in statuses(results).values()), statuses(results)
+    assert {"multi-model: load, list, describe", "multi-model: invoke", "multi-model: unload"} <= set(statuses(results))
 
 
 def test_a_broken_image_fails_the_right_rows(harness, csv_channel):
@@ -47,4 +48,5 @@ def test_a_broken_image_fails_the_right_rows(harness, csv_channel):
         "execution-parameters": "N/A",
         "SIGTERM stops the server": "FAIL",
         "SAGEMAKER_BIND_TO_PORT": "FAIL",
+        "multi-model endpoint": "FAIL",  # it inherits the multi-models label and does not serve the calls
     }
