@@ -201,7 +201,12 @@ class LocalRun:
         return self.predictor
 
     def deploy_multi_model(
-        self, model_data_prefix: str, *, content_type: str = "application/json", accept: str = "application/json"
+        self,
+        model_data_prefix: str,
+        *,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        environment: Mapping[str, str] | None = None,
     ):
         """The SDK's MultiDataModel over an S3 prefix of model.tar.gz files (local mode downloads the prefix,
         so S3 must answer: the real one, or a stand-in such as moto's server through AWS_ENDPOINT_URL_S3)."""
@@ -217,6 +222,7 @@ class LocalRun:
             role=DUMMY_ROLE,
             sagemaker_session=self.session,
             predictor_cls=Predictor,
+            env={"SAGEMAKER_MULTI_MODEL": "true", **(environment or {})},
         )
         self.predictor = self.model.deploy(
             initial_instance_count=1,

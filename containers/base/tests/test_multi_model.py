@@ -98,6 +98,9 @@ def test_the_contracts_refusals_are_json(tmp_path, state):
     assert client.put("/models").status_code == 405
     not_here = client.post("/invocations", data=b"0,0,0\n", headers={"Content-Type": CSV})
     assert not_here.status_code == 404 and "/models/{name}/invoke" in not_here.get_json()["error"]
+    named = client.post("/invocations", data=b"0,0,0\n", headers={"Content-Type": CSV,
+                                                                   "X-Amzn-SageMaker-Target-Model": "a"})  # fmt: skip
+    assert score(named) == 1.0  # a loaded model named by Target-Model on /invocations (SDK local mode's way)
     assert client.get("/models?limit=x").status_code == 400
     assert score(invoke(client, "a")) == 1.0  # and it keeps serving
 

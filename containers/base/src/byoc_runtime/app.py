@@ -69,7 +69,7 @@ class ServingApp:
             allowed = ROUTES.get(path)
             if self.models is not None and (path == "/models" or path.startswith("/models/")):
                 answer = self.multi_model_call(method, path, environ)
-            elif self.models is not None and path == "/invocations":
+            elif self.models is not None and path == "/invocations" and not _target(environ):
                 answer = self._error(multi_model.ModelNotLoaded(
                     "This endpoint serves several models: invoke one with POST /models/{name}/invoke "
                     "(InvokeEndpoint's TargetModel)"))  # fmt: skip
@@ -114,8 +114,12 @@ class ServingApp:
         try:
             if name is not None:
                 model = self.models.model(name)
-            elif _target(environ) and self.models is None:
-                model = self._archives().archive_model(self.settings.model_dir, _target(environ))
+            elif _target(environ):  # SDK local mode's MultiDataModel: TargetModel on /invocations
+                target = _target(environ)
+                if self.models is not None and target in self.models.registry.entries():
+                    model = self.models.model(target)
+                else:
+                    model = self._archives().archive_model(self.settings.model_dir, target)
             else:
                 model = self.model.get(wait=self.settings.timeout)
         except InvocationError as err:
