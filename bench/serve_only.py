@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import markdown_table, save
+from bench.machine import RESULTS, markdown_table, save
 from local.harness import Harness
 from local.opt_ml import ChannelSpec
 from tests.images import ROOT, build_image
@@ -183,8 +183,13 @@ def main() -> int:
             harness.cleanup()
     headers = ["family", "image", "size MB", "cold start s (median)", "req/s (wrk, 8 conn.)", "p99 ms"]
     print(markdown_table(headers, rows))
-    command = "python -m bench.serve_only " + " ".join(sys.argv[1:])
-    print(f"\nsaved {save('serve_only', {'families': results}, command.strip())}")
+    command = ("python -m bench.serve_only " + " ".join(sys.argv[1:])).strip()
+    for family in results:
+        results[family]["command"] = command
+    previous = RESULTS / "serve_only.json"  # a run of some families keeps the others' results
+    if previous.is_file():
+        results = {**json.loads(previous.read_text()).get("families", {}), **results}
+    print(f"\nsaved {save('serve_only', {'families': results}, command)}")
     return 0
 
 
