@@ -34,6 +34,17 @@ def test_every_family_passes_a_soak(family, capsys):
     assert result["good_correct"] >= 0.95 * result["good"]
 
 
+def test_a_multi_model_endpoint_passes_a_soak(capsys):
+    """Invocations through /models/soak/invoke while another model is loaded and unloaded all along."""
+    code = soak([build_image("mxnet-mf"), "--multi-model", "--requests", "2500", "--kill-every", "2",
+                 "--results", ""])  # fmt: skip
+    output = capsys.readouterr().out
+    result = summary(output)
+    assert code == 0, output[-6000:]
+    assert result["wrong_answers"] == 0 and result["bad_5xx"] == 0 and result["kills"] >= 1
+    assert result["multi_model_churn"]["POST 200"] >= 5 and result["multi_model_churn"]["DELETE 200"] >= 5
+
+
 def test_gluon_cnn_is_right_with_16_threads_per_worker(capsys):
     options = ["--requests", "5000", "--clients", "16", "--env", "BYOC_WORKER_THREADS=16", "--bad-share", "0",
                "--kill-every", "0", "--slow-clients", "0", "--results", ""]  # fmt: skip

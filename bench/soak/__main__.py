@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import dataclasses
 import datetime
 import importlib
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -34,6 +36,7 @@ from pathlib import Path
 
 import docker
 import numpy as np
+import requests
 
 from bench.machine import RESULTS, machine_info, markdown_table
 from local.harness import HARDENED, Endpoint, Harness
@@ -68,6 +71,7 @@ class Run:
     seconds: float = 0.0
     logs: str = ""
     names: dict[int, int] = field(default_factory=dict)  # host pid of a worker -> its pid in the container
+    churn: collections.Counter = field(default_factory=collections.Counter)  # --multi-model: load/unload answers
 
 
 # ------------------------------------------------------------------------------------------ set-up
@@ -196,12 +200,31 @@ def run_load(
         while not stop_side.is_set():
             run.trickles.append(send(trickle, host, int(port), args.slow_timeout))
 
+    def churn() -> None:  # --multi-model: another model loaded and unloaded all along
+        session = requests.Session()
+        calls = (("POST", "/models", json.dumps(CHURN_LOAD)), ("DELETE", "/models/churn", None))
+        while not stop_side.is_set():
+            for method, path, body in calls:
+                started = time.monotonic()
+                try:
+                    answer = session.request(method, f"{endpoint.url}{path}", data=body, timeout=args.timeout)
+                    status = str(answer.status_code)
+                except requests.RequestException as err:
+                    status = type(err).__name__
+                    session = requests.Session()
+                    call = Outcome(None, b"", None, started, time.monotonic(), status)
+                    if _in_flight_on_a_kill(call, run.kills) or stop_side.is_set():
+                        status = "in flight on a killed worker or at SIGTERM"
+                run.churn[f"{method} {status}"] += 1
+
     sides = [
         threading.Thread(target=watch_workers, args=(master, run, stop_side, names), daemon=True),
         threading.Thread(target=kill_workers, args=(master, args.kill_every, run, stop_side, rng), daemon=True),
     ] + [threading.Thread(target=slow_client, daemon=True) for _ in range(args.slow_clients if trickle else 0)]
     if args.kill_every <= 0:
         sides.pop(1)
+    if args.multi_model:
+        sides.append(threading.Thread(target=churn, daemon=True))
     clients = [threading.Thread(target=client, daemon=True) for _ in range(args.clients)]
     started = time.monotonic()
     for thread in sides + clients:
@@ -369,6 +392,7 @@ def judge(run: Run, expected: list[dict], args) -> dict:
         "requests_per_second": round(sent / run.seconds, 1) if run.seconds else None,
         "good_p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
         "good_p99_ms": round(float(np.percentile(latencies, 99)) * 1000, 2) if latencies else None,
+        **({"multi_model_churn": dict(run.churn)} if args.multi_model else {}),
     }
     problems = []
     for key in ("wrong_answers", "bad_5xx", "bad_no_answer", "bad_accepted", "bad_4xx_not_json",
@@ -377,6 +401,9 @@ def judge(run: Run, expected: list[dict], args) -> dict:
             problems.append(f"{key}={summary[key]}")
     if summary["exit_code"] != 0 or (summary["stop_seconds"] or 0) > STOP_LIMIT_SECONDS:
         problems.append(f"stop: exit {summary['exit_code']} after {summary['stop_seconds']} s")
+    unexpected_churn = {k: v for k, v in run.churn.items() if k not in CHURN_EXPECTED}
+    if unexpected_churn:
+        problems.append(f"multi-model loads/unloads answered {unexpected_churn}")
     if args.kill_every > 0 and None in recovery:
         problems.append("a killed worker was not replaced by one that loaded the model")
     summary["passed"] = not problems
@@ -459,6 +486,34 @@ def save_result(image: str, verdict: dict, command: str, name: str) -> Path:
     return path
 
 
+SOAK_LOAD = {"model_name": "soak", "url": "/opt/ml/models/soak/model"}
+CHURN_LOAD = {"model_name": "churn", "url": "/opt/ml/models/churn/model"}
+# A load answers 200 (or 409: the unload has not happened, a worker was killed mid-call: the next turn sees);
+# an unload 200 or 404. Anything else (5xx, a reset) is a failure of the multi-model contract.
+CHURN_EXPECTED = {"POST 200", "POST 409", "DELETE 200", "DELETE 404"} | {
+    f"{method} in flight on a killed worker or at SIGTERM" for method in ("POST", "DELETE")
+}
+
+
+def multi_model_root(model_dir: Path, workdir: Path) -> Path:
+    """/opt/ml/models as SageMaker lays it out: the soak's model, and a copy for the load/unload churn."""
+    root = workdir / "models"
+    for name in ("soak", "churn"):
+        shutil.copytree(model_dir, root / name / "model")
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root
+
+
+def as_multi_model(request: Request) -> Request:
+    """The same request, to the loaded model's invoke path."""
+    if request.mode == "raw":
+        return dataclasses.replace(request, body=request.body.replace(b" /invocations ", b" /models/soak/invoke "))
+    if request.path == "/invocations":
+        return dataclasses.replace(request, path="/models/soak/invoke")
+    return request
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("image")
@@ -475,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", help="the family whose requests to send (default: from the image)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", default="soak", help="bench/results/<name>.json ('' to not save)")
+    parser.add_argument("--multi-model", action="store_true",
+                        help="serve as a multi-model endpoint: invocations through /models/soak/invoke, another "
+                             "model loaded and unloaded all along")  # fmt: skip
     args = parser.parse_args(argv)
 
     client = docker.from_env()
@@ -499,8 +557,17 @@ def main(argv: list[str] | None = None) -> int:
             index = pick.randrange(len(good))
             schedule.append((good[index], index))
     environment = dict(item.split("=", 1) for item in args.env)
-    options = HARDENED if args.hardened else None
+    options = dict(HARDENED) if args.hardened else {}
+    if args.multi_model:
+        schedule = [(as_multi_model(request), reference) for request, reference in schedule]
+        environment["SAGEMAKER_MULTI_MODEL"] = "true"
+        options["volumes"] = {str(multi_model_root(model_dir, workdir)): {"bind": "/opt/ml/models", "mode": "ro"}}
     endpoint = harness.start_endpoint(args.image, model_dir, environment=environment, container_options=options)
+    if args.multi_model:
+        loaded = requests.post(f"{endpoint.url}/models", data=json.dumps(SOAK_LOAD), timeout=60)
+        if loaded.status_code != 200:
+            harness.stop_endpoint(endpoint, timeout=1)
+            sys.exit(f"loading the model on the multi-model endpoint failed: {loaded.status_code} {loaded.text}")
     print(f"serving in {endpoint.ready_seconds:.2f} s; {args.requests} requests from {args.clients} clients, "
           f"a worker killed every {args.kill_every} s ...", flush=True)  # fmt: skip
     try:

@@ -359,7 +359,7 @@ class MultiModelServer:
             model = self.model_fn(entry.url)
             with self._lock:
                 self._models[name] = (entry.loaded_at, model)
-        log.info("model %s loaded in this worker on its first invocation here", name)
+        log.info("model loaded: %s, in this worker on its first invocation here", name)
         return model
 
     def _prune(self, entries: dict[str, Entry]) -> None:
