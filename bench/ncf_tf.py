@@ -1,6 +1,8 @@
 """NCF training throughput and serving latency, side by side in one run.
 
-    python -m bench.ncf_tf [--quick]     (run by a Python that has tensorflow-cpu 2.21 + tf-keras: a virtualenv of yours)
+    python -m bench.ncf_tf [--quick]
+
+(run it with a Python that has tensorflow-cpu 2.21 and tf-keras, e.g. a virtualenv of yours)
 
 Training, on generated ratings at the course's scale (610 users x 9,724 items, ~100k ratings, the latest per
 user held out, 5 negatives per positive as the course samples them), same NeuMF sizes (8 factors, MLP 64-32-16-8),
