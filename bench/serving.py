@@ -2,12 +2,14 @@
 
     python -m bench.serving [--quick]
     python -m bench.serving --vs-mms [--seconds 10] [--rounds 1] [--families ...] [--ours-env KEY=VALUE ...]
+    python -m bench.serving --serve-only [bench.serve_only's options]
 
 In one run, side by side: the in-process handler chain (decode + predict + encode, no HTTP) against
 the same request through the running container over HTTP (sequential keep-alive p50/p99, and req/s with
 8 concurrent connections from wrk), for 1-row and 1000-row requests and for both gunicorn worker
 classes; then image sizes and cold start (docker run ... serve -> first /ping 200).
 --vs-mms: ours against AWS's DLC serving stack, side by side (bench/serving_vs_mms.py says how).
+--serve-only: cold start (and size, req/s) of every family's full and serve-only image (bench/serve_only.py).
 """
 
 from __future__ import annotations
@@ -149,7 +151,17 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="--vs-mms: environment of our containers (e.g. a deliberately slow setting)",
     )
-    args = parser.parse_args()
+    parser.add_argument("--serve-only", action="store_true",
+                        help="every family's full and serve-only image: size, cold start, req/s (bench/serve_only.py, "
+                             "whose options may follow)")  # fmt: skip
+    args, rest = parser.parse_known_args()
+    if args.serve_only:
+        from bench import serve_only
+
+        sys.argv = ["bench.serve_only", *rest]
+        return serve_only.main()
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.vs_mms:
         ours_env = dict(item.split("=", 1) for item in args.ours_env)
         results, ok = vs_mms.run(args.seconds, args.rounds, ours_env, args.families)
