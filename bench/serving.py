@@ -143,7 +143,7 @@ def main() -> int:
     parser.add_argument("--vs-mms", action="store_true", help="against the DLC stack (sagemaker-inference + MMS)")
     parser.add_argument("--seconds", type=int, default=10, help="--vs-mms: wrk seconds per measurement")
     parser.add_argument("--rounds", type=int, default=1, help="--vs-mms: measurements per cell (the best counts)")
-    parser.add_argument("--families", nargs="+", default=list(vs_mms.MODELS), choices=list(vs_mms.MODELS))
+    parser.add_argument("--families", nargs="+", help=f"--vs-mms: of {', '.join(vs_mms.MODELS)} (default: all)")
     parser.add_argument(
         "--ours-env",
         action="append",
@@ -158,13 +158,16 @@ def main() -> int:
     if args.serve_only:
         from bench import serve_only
 
-        sys.argv = ["bench.serve_only", *rest]
+        sys.argv = ["bench.serve_only", *(["--families", *args.families] if args.families else []), *rest]
         return serve_only.main()
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.vs_mms:
         ours_env = dict(item.split("=", 1) for item in args.ours_env)
-        results, ok = vs_mms.run(args.seconds, args.rounds, ours_env, args.families)
+        families = args.families or list(vs_mms.MODELS)
+        if unknown := set(families) - set(vs_mms.MODELS):
+            parser.error(f"--vs-mms: no model for {sorted(unknown)}; known: {', '.join(vs_mms.MODELS)}")
+        results, ok = vs_mms.run(args.seconds, args.rounds, ours_env, families)
         command = " ".join(["python -m bench.serving", *sys.argv[1:]])
         print(f"\nwrote {save('serving_vs_mms', results, command)}")
         return 0 if ok else 1
