@@ -70,8 +70,9 @@ def train_ours(quick: bool, export: Path | None, epochs: int) -> dict:
     data, evalset = _data(quick)
     sampler = EpochSampler(data, NUM_NEG, seed=0)
     net = model.build("neumf", data.n_users, data.n_items, FACTORS, LAYERS)
-    net.compile(keras.optimizers.Adam(0.001), "binary_crossentropy",
-                steps_per_execution=SPEC["steps_per_execution"].default)
+    net.compile(
+        keras.optimizers.Adam(0.001), "binary_crossentropy", steps_per_execution=SPEC["steps_per_execution"].default
+    )
     users, items, labels = sampler.epoch(0)
     warm = BATCH * 64
     net.fit(dataset(users[:warm], items[:warm], labels[:warm], BATCH), verbose=0)  # trace once, untimed
@@ -133,8 +134,12 @@ def train_course(quick: bool, steps: int | None, epochs: int) -> dict:
     steps = min(steps or batches, batches)
     net.fit(course_generator(users, items, labels, data.n_users, data.n_items, BATCH), steps_per_epoch=8, verbose=0)
     started = time.perf_counter()
-    net.fit(course_generator(users, items, labels, data.n_users, data.n_items, BATCH), steps_per_epoch=steps,
-            epochs=epochs, verbose=0)
+    net.fit(
+        course_generator(users, items, labels, data.n_users, data.n_items, BATCH),
+        steps_per_epoch=steps,
+        epochs=epochs,
+        verbose=0,
+    )
     seconds = time.perf_counter() - started
     examples = min(steps * BATCH, len(users)) * epochs
 
@@ -251,32 +256,68 @@ def main(argv: list[str] | None = None) -> int:
     speedup = ours["examples_per_s"] / course["examples_per_s"]
     one_hot_batch_mb = BATCH * (N_USERS + N_ITEMS) * 4 / 2**20
     rows = [
-        ["course: generator + one-hot Dense", f"{course['examples_per_s']:,.0f}", f"{course['peak_rss_mb']:,.0f}",
-         f"{one_hot_batch_mb:.1f} MB", f"{course['hr_at_10']:.3f}", f"{course['ndcg_at_10']:.3f}",
-         f"{course['examples']:,}" + ("" if course["full_epoch"] else " (capped)")],
-        ["ours: tf.data + Embedding", f"{ours['examples_per_s']:,.0f}", f"{ours['peak_rss_mb']:,.0f}",
-         f"{BATCH * 2 * 4 / 1024:.1f} KB", f"{ours['hr_at_10']:.3f}", f"{ours['ndcg_at_10']:.3f}",
-         f"{ours['examples']:,}"],
+        [
+            "course: generator + one-hot Dense",
+            f"{course['examples_per_s']:,.0f}",
+            f"{course['peak_rss_mb']:,.0f}",
+            f"{one_hot_batch_mb:.1f} MB",
+            f"{course['hr_at_10']:.3f}",
+            f"{course['ndcg_at_10']:.3f}",
+            f"{course['examples']:,}" + ("" if course["full_epoch"] else " (capped)"),
+        ],
+        [
+            "ours: tf.data + Embedding",
+            f"{ours['examples_per_s']:,.0f}",
+            f"{ours['peak_rss_mb']:,.0f}",
+            f"{BATCH * 2 * 4 / 1024:.1f} KB",
+            f"{ours['hr_at_10']:.3f}",
+            f"{ours['ndcg_at_10']:.3f}",
+            f"{ours['examples']:,}",
+        ],
     ]
     print(f"\n## NCF training, {args.epochs} epoch(s), batch {BATCH} (speed-up {speedup:.1f}x)\n")
-    print(markdown_table(["pipeline", "examples/s", "peak RSS MB", "inputs per batch", "HR@10", "NDCG@10",
-                          "examples timed"], rows))
+    print(
+        markdown_table(
+            ["pipeline", "examples/s", "peak RSS MB", "inputs per batch", "HR@10", "NDCG@10", "examples timed"], rows
+        )
+    )
     serve = serving(model_dir, 50 if args.quick else 300)
     print("\n## NCF serving (byoc-ncf-tf, JSON instances form, sequential keep-alive)\n")
-    print(markdown_table(
-        ["request", "in-process p50 ms", "in-process p99 ms", "HTTP p50 ms", "HTTP p99 ms"],
-        [[f"{n} row{'s' if n > 1 else ''}", f"{serve[f'in_process_{n}']['p50_ms']:.2f}",
-          f"{serve[f'in_process_{n}']['p99_ms']:.2f}", f"{serve[f'http_{n}']['p50_ms']:.2f}",
-          f"{serve[f'http_{n}']['p99_ms']:.2f}"] for n in (1, 100)],
-    ))
+    print(
+        markdown_table(
+            ["request", "in-process p50 ms", "in-process p99 ms", "HTTP p50 ms", "HTTP p99 ms"],
+            [
+                [
+                    f"{n} row{'s' if n > 1 else ''}",
+                    f"{serve[f'in_process_{n}']['p50_ms']:.2f}",
+                    f"{serve[f'in_process_{n}']['p99_ms']:.2f}",
+                    f"{serve[f'http_{n}']['p50_ms']:.2f}",
+                    f"{serve[f'http_{n}']['p99_ms']:.2f}",
+                ]
+                for n in (1, 100)
+            ],
+        )
+    )
     print(f"\ncold start to /ping 200: {serve['cold_start_s']:.1f} s")
     name = "ncf_tf_quick" if args.quick else "ncf_tf"
     command = "python -m bench.ncf_tf" + (" --quick" if args.quick else "")
     command += f" --epochs {args.epochs}" if args.epochs != 1 else ""
     command += f" --course-steps {args.course_steps}" if args.course_steps else ""
-    path = save(name, {"training": {"ours": ours, "course": course, "speedup": speedup,
-                                    "batch_size": BATCH, "num_neg": NUM_NEG, "one_hot_batch_mb": one_hot_batch_mb},
-                       "serving": serve}, command)
+    path = save(
+        name,
+        {
+            "training": {
+                "ours": ours,
+                "course": course,
+                "speedup": speedup,
+                "batch_size": BATCH,
+                "num_neg": NUM_NEG,
+                "one_hot_batch_mb": one_hot_batch_mb,
+            },
+            "serving": serve,
+        },
+        command,
+    )
     print(f"\nwritten {path}")
     return 0
 

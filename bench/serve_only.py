@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import wrk as wrk_load
 from bench.machine import RESULTS, markdown_table, save
 from local.harness import Harness
 from local.opt_ml import ChannelSpec
@@ -78,28 +78,6 @@ def _request(family: str) -> tuple[bytes, str]:
     return json.dumps({"instances": image}).encode(), "application/json"
 
 
-def wrk(url: str, body: bytes, content_type: str, seconds: int, connections: int = 8) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "body").write_bytes(body)
-        script = Path(tmp) / "post.lua"
-        script.write_text(
-            f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "{content_type}"\n'
-            f'local f = io.open("{tmp}/body", "rb"); wrk.body = f:read("*all"); f:close()\n'
-        )
-        out = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"{url}/invocations"],
-            capture_output=True,
-            text=True,
-        ).stdout
-    match = re.search(r"\s99%\s+([\d.]+)(us|ms|s)", out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p99_ms": float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)],
-        "non_2xx": int(errors.group(1)) if errors else 0,
-    }
-
-
 def _size_mb(image: str) -> float:
     inspect = ["docker", "image", "inspect", "--format", "{{.Size}}", image]
     return int(subprocess.run(inspect, capture_output=True, text=True).stdout) / 1e6
@@ -121,7 +99,7 @@ def load(harness: Harness, image: str, model: Path, family: str, seconds: int) -
         if answer.status_code != 200:
             raise RuntimeError(f"{image}: {answer.status_code} {answer.text}")
         endpoint.session.close()
-        return wrk(endpoint.url, body, content_type, seconds) if shutil.which("wrk") else {}
+        return wrk_load.post(endpoint.url, body, content_type, seconds=seconds) if wrk_load.available() else {}
 
 
 def compare(harness: Harness, images: dict[str, str], model: Path, family: str, args) -> dict[str, dict]:

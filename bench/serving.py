@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from bench import serving_vs_mms as vs_mms
+from bench import wrk as load
 from bench.machine import markdown_table, save
 from local.harness import Harness
 from local.opt_ml import ChannelSpec
@@ -74,36 +72,10 @@ def http_latency(url: str, body: bytes, repeats: int) -> list[float]:
 
 
 def wrk_throughput(url: str, body: bytes, seconds: int, connections: int = 8) -> dict[str, float]:
-    if shutil.which("wrk") is None:
+    if not load.available():
         print("wrk not found (apt-get install wrk): the 8-connection columns stay empty", file=sys.stderr)
         return {}
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "body").write_bytes(body)
-        script = Path(tmp) / "post.lua"
-        script.write_text(
-            'wrk.method = "POST"\n'
-            'wrk.headers["Content-Type"] = "text/csv"\n'
-            f'local f = io.open("{tmp}/body", "rb"); wrk.body = f:read("*all"); f:close()\n'
-        )
-        out = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), f"{url}/invocations"],
-            capture_output=True,
-            text=True,
-        ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-    def percentile(p: str) -> float:
-        match = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        value, unit = float(match.group(1)), match.group(2)
-        return value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": rps,
-        "p50_ms": percentile("50"),
-        "p99_ms": percentile("99"),
-        "non_2xx": int(errors.group(1)) if errors else 0,
-    }
+    return load.post(url, body, "text/csv", connections=connections, seconds=seconds)
 
 
 def cold_start(harness: Harness, image: str, model: Path, repeats: int) -> list[float]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import wrk as load
 from bench.machine import markdown_table
 from local.harness import Endpoint, Harness
 from local.opt_ml import ChannelSpec
@@ -187,36 +187,7 @@ MODELS: dict[str, Callable[[Harness], tuple[Path, list[Row]]]] = {
 
 
 def wrk(url: str, row: Row, connections: int, seconds: int) -> dict[str, float]:
-    """wrk's req/s, p50, p99 (ms) and errors (non-2xx answers plus socket errors) for POST /invocations."""
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "body").write_bytes(row.body)
-        script = Path(tmp) / "post.lua"
-        script.write_text(
-            'wrk.method = "POST"\n'
-            f'wrk.headers["Content-Type"] = "{row.content_type}"\n'
-            f'wrk.headers["Accept"] = "{row.accept}"\n'
-            f'local f = io.open("{tmp}/body", "rb"); wrk.body = f:read("*all"); f:close()\n'
-        )
-        threads = min(2, connections)
-        out = subprocess.run(
-            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-             f"{url}/invocations"],
-            capture_output=True, text=True,
-        ).stdout  # fmt: skip
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if rps is None:
-        raise RuntimeError(f"wrk gave no result:\n{out}")
-
-    def percentile(p: str) -> float:
-        match = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
-        return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
-
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, sockets.groups())) if sockets else 0)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"rps": float(rps.group(1)), "p50_ms": percentile("50"), "p99_ms": percentile("99"), "errors": errors,
-            "requests": requests}  # fmt: skip
+    return load.post(url, row.body, row.content_type, accept=row.accept, connections=connections, seconds=seconds)
 
 
 def container_cpu_seconds(container_id: str) -> float | None:
@@ -253,7 +224,7 @@ def _same_answer(ours: Endpoint, reference: Endpoint, row: Row) -> None:
 
 
 def run(seconds: int, rounds: int, ours_env: dict[str, str], families: list[str]) -> tuple[dict, bool]:
-    if shutil.which("wrk") is None:
+    if not load.available():
         sys.exit("wrk is not installed (apt-get install wrk; .ci/setup installs it)")
     harness = Harness()
     results: dict = {"rows": [], "cold_start_seconds": {}, "reference": {}, "ours_env": ours_env}
