@@ -187,18 +187,7 @@ class LocalRun:
             deserializer=deserializer_for(accept),
             wait=False,
         )
-        self._cleanups.append(self._delete_model)
-        self._cleanups.append(self._delete_endpoint)
-        name = self.predictor.endpoint_name
-        self._wait_for(
-            lambda: self.session.sagemaker_client.describe_endpoint(EndpointName=name),
-            "EndpointStatus",
-            "InService",
-            ("Failed",),
-            f"endpoint {name}",
-            timeout=600.0,
-        )
-        return self.predictor
+        return self._in_service()
 
     def deploy_multi_model(
         self,
@@ -231,6 +220,10 @@ class LocalRun:
             deserializer=deserializer_for(accept),
             wait=False,
         )
+        return self._in_service()
+
+    def _in_service(self):
+        """Register the clean-ups of what deploy created and wait for the endpoint; its predictor."""
         self._cleanups.append(self._delete_model)
         self._cleanups.append(self._delete_endpoint)
         name = self.predictor.endpoint_name
