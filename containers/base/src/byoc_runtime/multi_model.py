@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +170,8 @@ class Registry:
 
     def _write(self, entries: dict[str, Entry]) -> None:
         fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".models-", suffix=".json")
-        with os.fdopen(fd, "w") as out:
-            json.dump({name: asdict(entry) for name, entry in entries.items()}, out)
+        with os.fdopen(fd, "w") as out:  # json.dumps: the C encoder (json.dump to a file is pure Python)
+            out.write(json.dumps({name: vars(entry) for name, entry in entries.items()}))
         os.replace(temporary, self._file)  # readers see the old file or the new one, never half of one
 
     def _used_file(self, name: str) -> Path:
@@ -238,29 +238,46 @@ class MultiModelServer:
         path = Path(url)
         if not path.is_dir():
             raise ModelDirectoryNotFound(f"Model directory {url} does not exist")
+        if name in self.registry.entries():
+            raise ModelAlreadyLoaded(f"Model {name} is already loaded")
+        size = directory_bytes(path)
+        if not (self.evict_lru or self.archives_only):  # a 507 before the work of loading, where it is sure
+            self._make_room(dict(self.registry.entries()), name, size)
+        # Loaded outside the registry's lock: other loads and unloads do not wait for this model_fn.
+        model, seconds = self._load(name, path)
         with self.registry.changing() as entries:
-            if name in entries:
+            if name in entries:  # registered by another worker meanwhile
                 raise ModelAlreadyLoaded(f"Model {name} is already loaded")
-            self._register(entries, name, path, target)
+            self._register(entries, name, path, target, size, (model, seconds))
         return {"status": f"Model {name} loaded", "modelName": name, "modelUrl": url}
 
-    def _register(self, entries: dict[str, Entry], name: str, path: Path, target: str | None) -> Any:
-        """Load the model at `path` in this worker and register it (the registry's lock is held)."""
-        size = directory_bytes(path)
-        self._make_room(entries, name, size)
+    def _load(self, name: str, path: Path) -> tuple[Any, float]:
         started = time.perf_counter()
         try:
-            model = self.model_fn(str(path))
+            return self.model_fn(str(path)), time.perf_counter() - started
         except Exception as err:  # noqa: BLE001 - the platform's directory is not a model of this image
             log.warning("model %s at %s could not be loaded: %s: %s", name, path, type(err).__name__, err)
             raise InvalidModel(f"{path} is not a model this image can serve: {type(err).__name__}: {err}") from None
+
+    def _register(
+        self,
+        entries: dict[str, Entry],
+        name: str,
+        path: Path,
+        target: str | None,
+        size: int,
+        loaded: tuple[Any, float] | None = None,
+    ) -> Any:
+        """Register the model at `path` (loading it here unless `loaded`); the registry's lock is held."""
+        self._make_room(entries, name, size)
+        model, seconds = loaded or self._load(name, path)
         entry = Entry(name=name, url=str(path), size_bytes=size, loaded_at=time.time())
         entries[name] = entry
         with self._lock:
             self._models[name] = (entry.loaded_at, model)
         self.registry.touch(name)
-        log.info("loaded model %s from %s (%d bytes, %.2f s; target model %s)", name, path, size,
-                 time.perf_counter() - started, target or "-")  # fmt: skip
+        log.info("loaded model %s from %s (%d bytes, %.3f s; target model %s)", name, path, size, seconds,
+                 target or "-")  # fmt: skip
         return model
 
     def archive_model(self, model_dir: Path, target: str) -> Any:
@@ -283,7 +300,7 @@ class MultiModelServer:
                 if extracted.exists():
                     shutil.rmtree(extracted)
                 safe_extract(archive, extracted)
-                self._register(entries, target, extracted, target)
+                self._register(entries, target, extracted, target, directory_bytes(extracted))
         return self.model(target)
 
     def _make_room(self, entries: dict[str, Entry], name: str, size: int) -> None:
