@@ -324,21 +324,30 @@ def load(symbol: Path, params: Path) -> NumpyNet:
     return NumpyNet(json.loads(symbol.read_text()), mxnet_params.load(params), str(symbol))
 
 
-def load_classifier(model_dir: str) -> NumpyClassifier:
-    """serving.model_fn without MXNet: the same files, class names and number of classes."""
-    from .train import META_FILE, MODEL_PREFIX
+def model_files(model_dir: str) -> tuple[Path, Path]:
+    """(symbol, params) of a saved model: our export, or what the course's legacy save(net, model_dir) writes."""
+    from .train import MODEL_PREFIX
 
     directory = Path(model_dir)
     if (directory / f"{MODEL_PREFIX}-symbol.json").exists():
-        symbol, params = directory / f"{MODEL_PREFIX}-symbol.json", directory / f"{MODEL_PREFIX}-0000.params"
-    elif (directory / "model.json").exists():  # what the course's legacy save(net, model_dir) writes
-        symbol, params = directory / "model.json", directory / "model.params"
-    else:
-        found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
-        raise FileNotFoundError(f"no model-symbol.json or model.json in {model_dir} (found {found})")
-    net = load(symbol, params)
-    classes = net(np.zeros((1, 1, 28, 28), np.float32)).reshape(1, -1).shape[1]
-    meta_file = directory / META_FILE
+        return directory / f"{MODEL_PREFIX}-symbol.json", directory / f"{MODEL_PREFIX}-0000.params"
+    if (directory / "model.json").exists():
+        return directory / "model.json", directory / "model.params"
+    found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    raise FileNotFoundError(f"no model-symbol.json or model.json in {model_dir} (found {found})")
+
+
+def class_names(model_dir: str, classes: int) -> list[str]:
+    """The names the training job recorded, else "0", "1", ...; as many as the network has outputs."""
+    from .train import META_FILE
+
+    meta_file = Path(model_dir) / META_FILE
     meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-    names = meta.get("class_names") or [str(i) for i in range(classes)]
-    return NumpyClassifier(net, names[:classes])
+    return (meta.get("class_names") or [str(i) for i in range(classes)])[:classes]
+
+
+def load_classifier(model_dir: str) -> NumpyClassifier:
+    """serving.model_fn without MXNet: the same files, class names and number of classes."""
+    net = load(*model_files(model_dir))
+    classes = net(np.zeros((1, 1, 28, 28), np.float32)).reshape(1, -1).shape[1]
+    return NumpyClassifier(net, class_names(model_dir, classes))

@@ -9,10 +9,8 @@ model-0000.params, gluon-cnn.json) or the legacy interface's (model.json + model
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -58,26 +56,14 @@ def model_fn(model_dir: str) -> Classifier:
         return numpy_net.load_classifier(model_dir)
     import mxnet as mx
 
-    from .train import META_FILE, MODEL_PREFIX
-
-    directory = Path(model_dir)
     ctx = mx.gpu(0) if mx.context.num_gpus() else mx.cpu()
-    if (directory / f"{MODEL_PREFIX}-symbol.json").exists():
-        symbol, params = directory / f"{MODEL_PREFIX}-symbol.json", directory / f"{MODEL_PREFIX}-0000.params"
-    elif (directory / "model.json").exists():  # what the course's legacy save(net, model_dir) writes
-        symbol, params = directory / "model.json", directory / "model.params"
-    else:
-        found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
-        raise FileNotFoundError(f"no model-symbol.json or model.json in {model_dir} (found {found})")
+    symbol, params = numpy_net.model_files(model_dir)
     with MXNET, warnings.catch_warnings():  # "Cannot decide type for data": float32, given at the first call
         warnings.simplefilter("ignore", UserWarning)
         net = mx.gluon.SymbolBlock.imports(str(symbol), ["data"], str(params), ctx=ctx)
         net.hybridize(static_alloc=True)
         classes = net(mx.nd.zeros((1, 1, 28, 28), ctx=ctx)).shape[1]
-    meta_file = directory / META_FILE
-    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-    names = meta.get("class_names") or [str(i) for i in range(classes)]
-    return Classifier(net, names[:classes], ctx)
+    return Classifier(net, numpy_net.class_names(model_dir, classes), ctx)
 
 
 def input_fn(body: bytes, content_type: str) -> inputs.Batch:
