@@ -25,6 +25,7 @@ import numpy as np
 
 from bench import wrk as wrk_load
 from bench.machine import RESULTS, markdown_table, save
+from bench.serving import cold_start
 from local.harness import Harness
 from local.opt_ml import ChannelSpec
 from tests.images import ROOT, build_image
@@ -83,15 +84,6 @@ def _size_mb(image: str) -> float:
     return int(subprocess.run(inspect, capture_output=True, text=True).stdout) / 1e6
 
 
-def cold_starts(harness: Harness, image: str, model: Path, starts: int) -> list[float]:
-    ready = []
-    for _ in range(starts):
-        endpoint = harness.start_endpoint(image, model)
-        ready.append(endpoint.ready_seconds)
-        harness.stop_endpoint(endpoint)
-    return ready
-
-
 def load(harness: Harness, image: str, model: Path, family: str, seconds: int) -> dict:
     body, content_type = _request(family)
     with harness.serve(image, model) as endpoint:
@@ -109,7 +101,7 @@ def compare(harness: Harness, images: dict[str, str], model: Path, family: str, 
     starts: dict[str, list[float]] = {kind: [] for kind in images}
     for _ in range(args.rounds):
         for kind, image in images.items():
-            starts[kind] += cold_starts(harness, image, model, max(1, args.starts // args.rounds))
+            starts[kind] += cold_start(harness, image, model, max(1, args.starts // args.rounds))
             runs[kind].append(load(harness, image, model, family, args.seconds))
     out = {}
     for kind, image in images.items():

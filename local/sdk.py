@@ -178,16 +178,7 @@ class LocalRun:
             env=dict(environment or {}),
             sagemaker_session=self.session,
         )
-        # wait=False: the SDK's own wait sleeps its 30 s poll interval before it first looks, which was 30 of
-        # the 36 s a local deploy took; local create_endpoint returns once /ping answers, so look at once.
-        self.predictor = self.model.deploy(
-            initial_instance_count=1,
-            instance_type=self.instance_type,
-            serializer=serializer_for(content_type),
-            deserializer=deserializer_for(accept),
-            wait=False,
-        )
-        return self._in_service()
+        return self._deploy_and_wait(content_type, accept)
 
     def deploy_multi_model(
         self,
@@ -213,6 +204,12 @@ class LocalRun:
             predictor_cls=Predictor,
             env={"SAGEMAKER_MULTI_MODEL": "true", **(environment or {})},
         )
+        return self._deploy_and_wait(content_type, accept)
+
+    def _deploy_and_wait(self, content_type: str, accept: str):
+        """Deploy self.model, register the clean-ups of what that creates, wait for InService; the predictor."""
+        # wait=False: the SDK's own wait sleeps its 30 s poll interval before it first looks, which was 30 of
+        # the 36 s a local deploy took; local create_endpoint returns once /ping answers, so look at once.
         self.predictor = self.model.deploy(
             initial_instance_count=1,
             instance_type=self.instance_type,
@@ -220,10 +217,6 @@ class LocalRun:
             deserializer=deserializer_for(accept),
             wait=False,
         )
-        return self._in_service()
-
-    def _in_service(self):
-        """Register the clean-ups of what deploy created and wait for the endpoint; its predictor."""
         self._cleanups.append(self._delete_model)
         self._cleanups.append(self._delete_endpoint)
         name = self.predictor.endpoint_name
