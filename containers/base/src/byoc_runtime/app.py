@@ -111,11 +111,11 @@ class ServingApp:
         body = stream.read(limit + 1)  # bounded even without Content-Length (chunked)
         if len(body) > limit:
             return self._too_large(stream, None)
+        target = _target(environ)
         try:
             if name is not None:
                 model = self.models.model(name)
-            elif _target(environ):  # SDK local mode's MultiDataModel: TargetModel on /invocations
-                target = _target(environ)
+            elif target:  # SDK local mode's MultiDataModel: TargetModel on /invocations
                 if self.models is not None and target in self.models.registry.entries():
                     model = self.models.model(target)
                 else:

@@ -84,11 +84,6 @@ class Entry:
         return {"modelName": self.name, "modelUrl": self.url}
 
 
-def enabled(environ: dict[str, str] | None = None) -> bool:
-    env = os.environ if environ is None else environ
-    return (env.get(MULTI_MODEL_ENV) or "").strip().lower() == "true"
-
-
 def container_memory_bytes() -> int:
     """The container's memory limit (cgroup v2 or v1), or the machine's memory where there is none."""
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .multi_model import MULTI_MODEL_ENV
 from .paths import SageMakerPaths
 
 
@@ -63,5 +64,5 @@ class ServingSettings:
             program=env.get("SAGEMAKER_PROGRAM") or None,
             submit_directory=env.get("SAGEMAKER_SUBMIT_DIRECTORY") or None,
             default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or "application/json",
-            multi_model=(env.get("SAGEMAKER_MULTI_MODEL") or "").strip().lower() == "true",
+            multi_model=(env.get(MULTI_MODEL_ENV) or "").strip().lower() == "true",
         )
