@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -68,8 +69,6 @@ def _inputs_digest(family_image: str) -> str:
 
 def _ca_bundle() -> Path | None:
     """pip inside the build must trust this network's TLS (the same search as build.sh's stage_ca_bundle)."""
-    import os
-
     for name in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
         value = os.environ.get(name)
         if value and Path(value).is_file() and Path(value).stat().st_size:
@@ -98,7 +97,7 @@ def reference_image(family: str) -> str:
         build = subprocess.run(
             ["docker", "build", "-q", "--build-arg", f"FAMILY_IMAGE={family_image}",
              "--label", f"byoc.reference.inputs={inputs}", "-t", tag, context],
-            capture_output=True, text=True, env={**__import__("os").environ, "DOCKER_BUILDKIT": "0"},
+            capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"},
         )  # fmt: skip
     if build.returncode != 0:
         sys.exit(f"building the reference image {tag} failed:\n{build.stdout[-3000:]}{build.stderr[-3000:]}")
