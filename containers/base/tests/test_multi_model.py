@@ -208,3 +208,59 @@ def test_a_single_model_endpoint_serves_archives_named_by_target_model(tmp_path,
     assert score(ask()) == 9.0  # without the header: the endpoint's own model
     for bad in ("tenant-3.tar.gz", "../prefix/tenant-1.tar.gz/..", "/etc/passwd"):
         assert ask(bad).status_code == 404, bad
+
+
+def _entry(name: str, size: int = 10) -> multi_model.Entry:
+    return multi_model.Entry(name=name, url=f"/models/{name}", size_bytes=size, loaded_at=time.time())
+
+
+def test_the_registry_log_is_read_incrementally_and_compacted(state):
+    """Two Registry objects on one directory are two workers: each sees the other's changes, across the log's
+    compaction (a new file renamed over the old one), and a line still being written is not read."""
+    first, second = multi_model.Registry(state), multi_model.Registry(state)
+    assert first.entries() == {} and second.entries() == {}
+    for round_ in range(3 * multi_model.Registry.COMPACT_LINES):  # several compactions
+        with first.changing() as entries:
+            entries[f"m{round_ % 7}"] = _entry(f"m{round_ % 7}", round_)
+            entries.pop(f"m{(round_ + 3) % 7}", None)
+        if round_ % 5 == 0:
+            assert second.entries() == first.entries()
+    assert second.entries() == first.entries()
+    assert len(first.entries()) == 4
+    log_lines = (state / "models.log").read_bytes().count(b"\n")
+    assert log_lines < multi_model.Registry.COMPACT_LINES  # compacted, not grown without end
+    seen = second.entries()
+    assert second.entries() is seen  # nothing changed: the same dict, no re-read
+    victim = next(iter(seen))
+    with open(state / "models.log", "ab") as log_file:  # a writer half-way through a line
+        log_file.write(b'{"unload": "%s"' % victim.encode())
+    assert second.entries() is seen
+    with open(state / "models.log", "ab") as log_file:
+        log_file.write(b"}\n")
+    assert victim not in second.entries() and victim in seen  # a caller's old dict is never changed under it
+
+
+def _register_many(state_dir, prefix: str, count: int) -> None:
+    registry = multi_model.Registry(state_dir)
+    for number in range(count):
+        with registry.changing() as entries:
+            entries[f"{prefix}-{number}"] = _entry(f"{prefix}-{number}")
+            if number % 2:
+                del entries[f"{prefix}-{number - 1}"]
+
+
+def test_the_registry_stays_whole_under_writers_in_several_processes(state):
+    import multiprocessing
+
+    multi_model.Registry(state)
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_register_many, args=(state, f"p{n}", 301)) for n in range(3)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(60)
+        assert process.exitcode == 0
+    names = set(multi_model.Registry(state).entries())
+    assert names == {f"p{n}-{number}" for n in range(3) for number in range(1, 301, 2)} | {
+        f"p{n}-300" for n in range(3)
+    }

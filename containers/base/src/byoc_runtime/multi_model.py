@@ -5,10 +5,10 @@ GET /models (paged), GET /models/{name}, DELETE /models/{name}, POST /models/{na
 the platform has already extracted a model.tar.gz into; the family's own model_fn loads it.
 
 Every serving worker must see the same set of loaded models (a load arrives at one worker, the invocations at
-any), so the set lives in a registry shared by the workers: a JSON file in a directory of the container (tmpfs
-where there is one), rewritten whole and renamed under an flock. Each worker keeps its own copy of the model
-objects it has been asked for and loads a registered model on its first invocation there; a model a request is
-using stays valid until that request is answered, even if it is unloaded meanwhile (the request gets its
+any), so the set lives in a registry shared by the workers: a log of loads and unloads in a directory of the
+container (tmpfs where there is one), appended under an flock (see Registry). Each worker keeps its own copy
+of the model objects it has been asked for and loads a registered model on its first invocation there; a model
+a request is using stays valid until that request is answered, even if it is unloaded meanwhile (the request gets its
 prediction; later ones 404). No request sees a half-loaded model: a model is published to a worker only once
 model_fn has returned.
 
@@ -106,7 +106,15 @@ def budget_bytes(environ: dict[str, str] | None = None) -> int:
 
 
 def directory_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """The size of the files under `path` (os.scandir: a few times cheaper than Path.rglob on a load's path)."""
+    total = 0
+    with os.scandir(path) as found:
+        for entry in found:
+            if entry.is_dir(follow_symlinks=False):
+                total += directory_bytes(Path(entry.path))
+            elif entry.is_file():
+                total += entry.stat().st_size
+    return total
 
 
 def new_state_dir() -> Path:
@@ -116,58 +124,121 @@ def new_state_dir() -> Path:
 
 
 class Registry:
-    """The loaded models' names, urls and sizes, shared by every worker through files in `directory`."""
+    """The loaded models' names, urls and sizes, shared by every worker through files in `directory`.
+
+    The registry is a log, models.log: one JSON line a change ({"load": entry} or {"unload": name}), appended
+    under an flock. Each process keeps the registered models in memory and reads only the lines appended since
+    it last looked (one stat() a call when nothing changed), so a load or an unload costs every worker a line,
+    not a re-read of every model. Once the log is much longer than the set it describes, the writer holding the
+    lock rewrites it as one line a model and renames it over the old one; the other processes see a new inode
+    and read the new file from its start.
+    """
+
+    COMPACT_LINES = 256  # rewrite the log once it has this many lines and 4x as many as registered models
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "used").mkdir(exist_ok=True)
-        self._file = self.directory / "models.json"
+        self._file = self.directory / "models.log"
         self._lock_file = self.directory / "models.lock"
-        self._cached: tuple[tuple[int, int], dict[str, Entry]] | None = None
-        self._cache_lock = threading.Lock()
+        self._entries: dict[str, Entry] = {}  # replaced, never changed in place: callers may hold the old one
+        self._position: tuple[int, int] = (-1, 0)  # (inode, bytes read) of the log as self._entries has it
+        self._lines = 0
+        self._threads = threading.Lock()  # flock excludes other processes; this, the other threads of this one
+        self._lock_fd: tuple[int, int] | None = None  # (pid, fd): a forked worker opens its own
 
     def entries(self) -> dict[str, Entry]:
-        """The registered models: one stat() a call; the file is read again only when it was replaced."""
+        """The registered models: one stat() a call; only the lines appended since the last call are read."""
         try:
-            stat = self._file.stat()
-        except FileNotFoundError:
-            return {}
-        key = (stat.st_ino, stat.st_mtime_ns)
-        cached = self._cached
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        with self._cache_lock:
-            entries = self._read()
-            self._cached = (key, entries)
-        return entries
+            stat = os.stat(self._file)
+        except FileNotFoundError:  # nothing was ever registered (or the directory was removed)
+            if self._entries:
+                with self._threads:
+                    self._entries, self._position, self._lines = {}, (-1, 0), 0
+            return self._entries
+        if (stat.st_ino, stat.st_size) != self._position:
+            with self._threads:
+                self._catch_up()
+        return self._entries
 
-    def _read(self) -> dict[str, Entry]:
+    def _catch_up(self) -> None:
+        """Apply the lines appended since the last read (all of them, from an empty set, if the log was
+        replaced); only whole lines: a line being appended is read once its newline is there."""
         try:
-            data = json.loads(self._file.read_text())
+            with open(self._file, "rb") as log_file:
+                inode = os.fstat(log_file.fileno()).st_ino
+                entries, offset, lines = self._entries, self._position[1], self._lines
+                if inode != self._position[0]:
+                    entries, offset, lines = {}, 0, 0
+                log_file.seek(offset)
+                data = log_file.read()
         except FileNotFoundError:
-            return {}
-        return {name: Entry(**fields) for name, fields in data.items()}
+            self._entries, self._position, self._lines = {}, (-1, 0), 0
+            return
+        complete = data[: data.rfind(b"\n") + 1]
+        if complete:
+            entries = dict(entries)
+            for line in complete.splitlines():
+                change = json.loads(line)
+                if "load" in change:
+                    entries[change["load"]["name"]] = Entry(**change["load"])
+                else:
+                    entries.pop(change["unload"], None)
+                lines += 1
+        self._entries, self._position, self._lines = entries, (inode, offset + len(complete)), lines
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[dict[str, Entry]]:
         """The registered models, under the registry's lock; what the block leaves in the dict is written back."""
-        with open(self._lock_file, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._threads:
+            fd = self._lock()
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                entries = self._read()
-                before = dict(entries)
+                self._catch_up()
+                before = self._entries
+                entries = dict(before)
                 yield entries
-                if entries != before:
-                    self._write(entries)
+                self._append(before, entries)
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _write(self, entries: dict[str, Entry]) -> None:
-        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".models-", suffix=".json")
-        with os.fdopen(fd, "w") as out:  # json.dumps: the C encoder (json.dump to a file is pure Python)
-            out.write(json.dumps({name: vars(entry) for name, entry in entries.items()}))
+    def _lock(self) -> int:
+        pid = os.getpid()
+        if self._lock_fd is None or self._lock_fd[0] != pid:  # an inherited fd would share the parent's flock
+            self._lock_fd = (pid, os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o600))
+        return self._lock_fd[1]
+
+    def _append(self, before: dict[str, Entry], after: dict[str, Entry]) -> None:
+        changes = [{"unload": name} for name in before if name not in after]
+        changes += [{"load": vars(entry)} for name, entry in after.items() if before.get(name) != entry]
+        if not changes:
+            return
+        if self._lines + len(changes) >= max(self.COMPACT_LINES, 4 * len(after)):
+            self._rewrite(after)
+            return
+        text = "".join(json.dumps(change) + "\n" for change in changes).encode()
+        fd = os.open(self._file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, text)  # one write: a reader sees all of these lines or none (it reads whole lines)
+            inode = os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+        if inode == self._position[0]:
+            self._position = (inode, self._position[1] + len(text))
+            self._entries, self._lines = after, self._lines + len(changes)
+        else:  # the log did not exist before this write
+            self._entries, self._position, self._lines = {}, (-1, 0), 0
+            self._catch_up()
+
+    def _rewrite(self, entries: dict[str, Entry]) -> None:
+        text = "".join(json.dumps({"load": vars(entry)}) + "\n" for entry in entries.values()).encode()
+        fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".models-", suffix=".log")
+        with os.fdopen(fd, "wb") as out:
+            out.write(text)
+            inode = os.fstat(out.fileno()).st_ino
         os.replace(temporary, self._file)  # readers see the old file or the new one, never half of one
+        self._entries, self._position, self._lines = entries, (inode, len(text)), len(entries)
 
     def _used_file(self, name: str) -> Path:
         return self.directory / "used" / hashlib.sha1(name.encode()).hexdigest()
@@ -236,7 +307,7 @@ class MultiModelServer:
         if name in self.registry.entries():
             raise ModelAlreadyLoaded(f"Model {name} is already loaded")
         size = directory_bytes(path)
-        if not (self.evict_lru or self.archives_only):  # a 507 before the work of loading, where it is sure
+        if not self._evicting:  # a 507 before the work of loading, where it is sure
             self._make_room(dict(self.registry.entries()), name, size)
         # Loaded outside the registry's lock: other loads and unloads do not wait for this model_fn.
         model, seconds = self._load(name, path)
@@ -270,7 +341,8 @@ class MultiModelServer:
         entries[name] = entry
         with self._lock:
             self._models[name] = (entry.loaded_at, model)
-        self.registry.touch(name)
+        if self._evicting:  # only eviction reads the last use
+            self.registry.touch(name)
         log.info("loaded model %s from %s (%d bytes, %.3f s; target model %s)", name, path, size, seconds,
                  target or "-")  # fmt: skip
         return model
@@ -303,7 +375,7 @@ class MultiModelServer:
             return (sum(e.size_bytes for e in entries.values()) + size) * self.workers
 
         while need() > self.budget:
-            if not (self.evict_lru or self.archives_only) or not entries:
+            if not self._evicting or not entries:
                 raise InsufficientMemory(
                     f"Loading model {name} ({size} bytes a worker, {self.workers} workers) would take the loaded "
                     f"models to {need()} bytes, over this container's budget of {self.budget} bytes "
@@ -382,8 +454,12 @@ class MultiModelServer:
                     del self._models[name]
             self._seen = entries
 
+    @property
+    def _evicting(self) -> bool:
+        return self.evict_lru or self.archives_only
+
     def _note_use(self, name: str) -> None:
-        if not self.evict_lru:
+        if not self._evicting:
             return
         now = time.monotonic()
         if now - self._touched.get(name, 0.0) >= TOUCH_SECONDS:
