@@ -71,3 +71,57 @@ def test_a_trickled_head_past_its_deadline_gets_408_even_with_bytes_waiting(pair
     client.sendall(HEAD[10:30])  # more bytes, but still no end of head: the client is too slow
     assert sock.recv(64) == b""
     assert _answer(client)["error_type"] == "RequestTimeout"
+
+
+PID_APP = """
+import os
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
+"""
+
+
+def test_kept_alive_connections_are_spread_over_the_workers(tmp_path):
+    """Eight kept-alive connections opened one after another to two workers: four each, not all on whichever
+    worker woke first (gthread alone put all of them on one worker in the serving benchmarks)."""
+    import http.client
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "pid_app.py").write_text(PID_APP)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    command = [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}",
+               "-k", "byoc_runtime.server_worker.ThreadWorker", "pid_app:app"]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        workers: set[str] = set()
+        while len(workers) < 2 and time.monotonic() < deadline:  # both workers up: each has answered once
+            try:
+                probe_connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                probe_connection.request("GET", "/")
+                workers.add(probe_connection.getresponse().read().decode())
+                probe_connection.close()
+            except OSError:
+                time.sleep(0.1)
+        assert len(workers) == 2, "the two workers never both answered"
+        time.sleep(1.5)  # the probes' connections are closed and counted off (gthread's loop turns each second)
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=5) for _ in range(8)]
+        owners = []
+        for connection in connections:
+            connection.request("GET", "/")
+            owners.append(connection.getresponse().read().decode())
+        for connection in connections:  # the same connections again: kept alive, still on the same workers
+            connection.request("GET", "/")
+            assert connection.getresponse().read().decode() in workers
+        assert sorted(owners.count(pid) for pid in workers) == [4, 4], owners
+        for connection in connections:
+            connection.close()
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -14,12 +14,18 @@ clients needs and gthread lacks.
    kept-alive connections, and only then exits (within gunicorn's graceful timeout in any case).
 3. JSON error bodies for the requests gunicorn refuses itself (malformed request line or headers, headers
    too large), like every other error of ours; gunicorn writes HTML, and logs each at WARNING.
+4. Connections spread over the workers. Every gthread worker polls the shared listening socket and whichever
+   wakes first accepts; a worker already busy tends to win again, so a client with a few kept-alive
+   connections (SageMaker's front end, a load generator) can end up with all of them on one worker and one
+   core while the others idle. Here each worker publishes its open connections in memory shared by the
+   workers (ConnectionCounts) and leaves a new connection to a worker with fewer, for at most DEFER_SECONDS.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import select
 import selectors
@@ -36,6 +42,7 @@ BODY_TIMEOUT = float(os.environ.get("BYOC_REQUEST_BODY_TIMEOUT") or 60)
 SLICE = 0.5  # seconds a read blocks at most before it looks at the deadline and at shutdown again
 STOP_HEAD_GRACE = 1.0  # seconds a stopping worker still waits for a request head that has not arrived
 HEAD_END = b"\r\n\r\n"
+DEFER_SECONDS = 0.02  # a worker leaves a new connection to a less busy one for at most this long
 
 
 def _json_response(status: int, reason: str, message: str, error_type: str) -> bytes:
@@ -154,8 +161,80 @@ def _wait_readable(sock: socket.socket, timeout: float) -> None:
     poller.poll(timeout * 1000)
 
 
+class ConnectionCounts:
+    """Each worker's open connections, in anonymous shared memory made before the workers are forked (this
+    module is imported by gunicorn's arbiter): slots of (pid, connections), a slot taken by a new worker
+    from a worker that has exited."""
+
+    SLOTS = 256
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, self.SLOTS * 2 * 8)
+        self._slots = memoryview(self._memory).cast("q")
+        self._mine: int | None = None
+
+    def claim(self) -> None:
+        """Take a slot for this process (called in the worker once forked)."""
+        pid = os.getpid()
+        for slot in range(self.SLOTS):
+            owner = self._slots[2 * slot]
+            if owner == 0 or (owner != pid and not _alive(owner)):
+                self._slots[2 * slot], self._slots[2 * slot + 1] = pid, 0
+                if self._slots[2 * slot] == pid:  # another worker claiming at the same moment wrote last
+                    self._mine = slot
+                    return
+
+    def publish(self, connections: int) -> None:
+        if self._mine is not None:
+            self._slots[2 * self._mine + 1] = connections
+
+    def fewest_elsewhere(self) -> int | None:
+        """The fewest connections a live other worker holds (None: no other worker)."""
+        counts = [
+            self._slots[2 * slot + 1]
+            for slot in range(self.SLOTS)
+            if slot != self._mine and self._slots[2 * slot] and _alive(self._slots[2 * slot])
+        ]
+        return min(counts) if counts else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+CONNECTIONS = ConnectionCounts()
+
+
 class ThreadWorker(gthread.ThreadWorker):
     stopping_since: float | None = None
+    _deferring_since: float | None = None  # when this worker began leaving the pending connection to others
+    _deferred_at = 0.0
+
+    def init_process(self) -> None:
+        CONNECTIONS.claim()
+        super().init_process()
+
+    def accept(self, server, listener) -> None:
+        """Accept, unless another worker holds fewer connections: it is woken by the same connection and takes
+        it (a worker that has waited DEFER_SECONDS takes it anyway)."""
+        fewest = CONNECTIONS.fewest_elsewhere()
+        if fewest is not None and self.nr_conns > fewest and self.stopping_since is None:
+            now = time.monotonic()
+            if self._deferring_since is None or now - self._deferred_at > 0.005:  # a new connection
+                self._deferring_since = now
+            self._deferred_at = now
+            if now - self._deferring_since < DEFER_SECONDS:
+                time.sleep(0.0005)  # the listener stays readable until someone accepts: do not spin on it
+                return
+        self._deferring_since = None
+        super().accept(server, listener)
+        CONNECTIONS.publish(self.nr_conns)
 
     def handle_exit(self, sig, frame) -> None:
         # gthread's would set alive = False and drop what it has accepted; drain it first (murder_keepalived,
@@ -167,6 +246,7 @@ class ThreadWorker(gthread.ThreadWorker):
         if self.stopping_since is not None:
             self._drain()
         super().murder_keepalived()
+        CONNECTIONS.publish(self.nr_conns)  # every turn of gthread's loop: closed connections count off
 
     def _drain(self) -> None:
         now = time.monotonic()
