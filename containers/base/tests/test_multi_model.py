@@ -264,3 +264,30 @@ def test_the_registry_stays_whole_under_writers_in_several_processes(state):
     assert names == {f"p{n}-{number}" for n in range(3) for number in range(1, 301, 2)} | {
         f"p{n}-300" for n in range(3)
     }
+
+
+def test_a_following_worker_loads_what_another_worker_registered_before_it_is_invoked(tmp_path, state):
+    calls: list[str] = []
+    handlers = resolve(ServingSettings(family="linear_family.serving", multi_model=True, workers=2))
+
+    def model_fn(path: str):
+        calls.append(path)
+        return handlers.model_fn(path)
+
+    loader = multi_model.MultiModelServer(model_fn, multi_model.Registry(state), budget=10**9, workers=2)
+    follower = multi_model.MultiModelServer(model_fn, multi_model.Registry(state), budget=10**9, workers=2)
+    follower.follow(interval=0.01)
+    url = tenant_model(tmp_path, "tenant-1", 1.0)
+    loader.load({"model_name": "tenant-1", "url": str(url)})
+    deadline = time.monotonic() + 5
+    while "tenant-1" not in follower._models and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "tenant-1" in follower._models and len(calls) == 2  # loaded once in each worker
+    follower.model("tenant-1")
+    assert len(calls) == 2  # the invocation found it ready
+    loader.unload("tenant-1")
+    while "tenant-1" in follower._models and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "tenant-1" not in follower._models  # and dropped once unloaded
+    with pytest.raises(multi_model.ModelNotLoaded):
+        follower.model("tenant-1")

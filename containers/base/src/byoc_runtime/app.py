@@ -248,9 +248,9 @@ def create_app(
     settings = settings or ServingSettings.from_env()
     handlers = handlers or handler_registry.resolve(settings)
     if settings.multi_model:
-        return ServingApp(
-            settings, handlers, None, multi_model.MultiModelServer.from_env(handlers.model_fn, settings.workers)
-        )
+        server = multi_model.MultiModelServer.from_env(handlers.model_fn, settings.workers)
+        server.follow()
+        return ServingApp(settings, handlers, None, server)
     holder = ModelHolder(lambda: handlers.model_fn(str(settings.model_dir)), exit_on_failure=exit_on_load_failure)
     holder.start(background_load)
     return ServingApp(settings, handlers, holder)

@@ -45,6 +45,7 @@ BUDGET_ENV = "BYOC_MME_MEMORY_MB"
 EVICT_ENV = "BYOC_MME_EVICT"
 BUDGET_SHARE = 0.7  # of the container's memory limit, by default: the rest is the server, requests, answers
 PAGE_SIZE = 100  # GET /models: models per page unless ?limit= says otherwise
+FOLLOW_SECONDS = 0.01  # how often a worker looks for models other workers loaded (one stat() a look)
 TOUCH_SECONDS = 1.0  # a worker records a model's last use at most this often (LRU eviction reads it)
 
 
@@ -423,7 +424,8 @@ class MultiModelServer:
         return page
 
     def model(self, name: str) -> Any:
-        """The model an invocation of `name` runs: this worker's copy, loaded here on first use."""
+        """The model an invocation of `name` runs: this worker's copy (loaded by follow() as soon as another
+        worker registered it, or here on first use)."""
         entries = self.registry.entries()
         if entries is not self._seen:  # the registry changed: drop the copies of models unloaded meanwhile
             self._prune(entries)
@@ -434,17 +436,51 @@ class MultiModelServer:
         held = self._models.get(name)
         if held is not None and held[0] == entry.loaded_at:
             return held[1]
+        return self._copy(entry, "on its first invocation here")
+
+    def _copy(self, entry: Entry, why: str) -> Any:
+        """This worker's copy of a registered model, loading it unless it is there: one load per model in a
+        worker, whoever asks (an invocation, the follower); the others wait for it."""
         with self._lock:
-            gate = self._loading.setdefault(name, threading.Lock())
-        with gate:  # one load per model in this worker; the others wait for it
-            held = self._models.get(name)
+            gate = self._loading.setdefault(entry.name, threading.Lock())
+        with gate:
+            held = self._models.get(entry.name)
             if held is not None and held[0] == entry.loaded_at:
                 return held[1]
             model = self.model_fn(entry.url)
             with self._lock:
-                self._models[name] = (entry.loaded_at, model)
-        log.info("model loaded: %s, in this worker on its first invocation here", name)
+                self._models[entry.name] = (entry.loaded_at, model)
+        if self.registry.entries().get(entry.name) != entry:  # unloaded while it loaded: keep no stale copy
+            self._prune(self.registry.entries())
+        log.info("model loaded: %s, in this worker %s", entry.name, why)
         return model
+
+    def follow(self, interval: float = FOLLOW_SECONDS) -> threading.Thread:
+        """Keep this worker's copies in step with the registry from a background thread: a model another
+        worker loads is loaded here too within `interval`, so an invocation routed here finds it ready
+        instead of waiting for model_fn (the budget already counts a copy in every worker)."""
+        thread = threading.Thread(target=self._follow, args=(interval,), name="mme-follower", daemon=True)
+        thread.start()
+        return thread
+
+    def _follow(self, interval: float) -> None:
+        followed: dict[str, Entry] | None = None
+        while True:
+            time.sleep(interval)
+            try:
+                entries = self.registry.entries()
+                if entries is followed:
+                    continue
+                followed = entries
+                self._prune(entries)
+                for entry in list(entries.values()):
+                    held = self._models.get(entry.name)
+                    if held is not None and held[0] == entry.loaded_at:
+                        continue
+                    if self.registry.entries().get(entry.name) == entry:  # not unloaded since
+                        self._copy(entry, "as another worker loaded it")
+            except Exception:  # noqa: BLE001 - a model that fails here fails its invocation, which says why
+                log.exception("loading the registered models in this worker failed; invocations load them")
 
     def _prune(self, entries: dict[str, Entry]) -> None:
         with self._lock:
