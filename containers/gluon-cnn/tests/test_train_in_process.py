@@ -72,24 +72,61 @@ def test_label_smoothing_zero_is_plain_cross_entropy_and_smoothing_spreads_the_t
     assert abs(loop.smoothed_cross_entropy(logits, labels, 0.1).asnumpy() - expected).max() < 1e-5
 
 
-def test_conv_channels_set_the_cnn_widths_and_the_course_network_stays_reachable(opt_ml):
+def conv_shapes(net) -> list[tuple[int, ...]]:
+    return [p.data().shape for name, p in net.collect_params().items() if "conv" in name and name.endswith("weight")]
+
+
+def test_conv_channels_and_kernels_set_the_cnn_and_the_course_network_stays_reachable(opt_ml):
     from gluon_cnn import networks
 
-    def conv_widths(net):
-        return [
-            p.data().shape[0] for name, p in net.collect_params().items() if "conv" in name and name.endswith("weight")
-        ]
-
-    for channels in ((20, 50), (32, 64)):
-        net = networks.cnn(10, channels=channels)
+    for channels, kernels, expected in (((20, 50), (5,), [(20, 5), (50, 5)]), ((32, 64), (5, 3), [(32, 5), (64, 3)])):
+        net = networks.cnn(10, channels=channels, kernels=kernels)
         net.initialize()
         net(mx.nd.zeros((1, 1, 28, 28)))
-        assert conv_widths(net) == list(channels)
+        assert [(s[0], s[2]) for s in conv_shapes(net)] == expected
     assert train.SPEC["conv_channels"].default == [32, 64]
-    base = opt_ml({"network": "cnn", "epochs": 1, "log_interval": 0, "conv_channels": "20,50"})
+    assert train.SPEC["conv_kernels"].default == [5, 3]
+    assert train.SPEC["conv_padding"].default == "valid"
+    course = {"conv_channels": "20,50", "conv_kernels": "5"}
+    base = opt_ml({"network": "cnn", "epochs": 1, "log_interval": 0, **course})
     train.train(TrainingEnv.load())
     model = serving.model_fn(str(base / "model"))
-    assert conv_widths(model.net) == [20, 50]
+    assert [(s[0], s[2], s[3]) for s in conv_shapes(model.net)] == [(20, 5, 5), (50, 5, 5)]
+
+
+def test_same_padding_keeps_the_resolution_and_a_third_convolution_fits():
+    from gluon_cnn import networks
+
+    net = networks.cnn(10, channels=(8, 16, 32), kernels=(3,), padding="same")
+    net.initialize()
+    assert net(mx.nd.zeros((2, 1, 28, 28))).shape == (2, 10)
+    flat = [p.data().shape for name, p in net.collect_params().items() if "dense0_weight" in name]
+    assert flat == [(512, 32 * 3 * 3)]  # 28 -> 14 -> 7 -> 3
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"conv_kernels": "5,5,5"}, "3 sizes for 2 convolutions"),
+        ({"conv_channels": "8,16,32", "conv_kernels": "5"}, "leave no pixels"),
+    ],
+)
+def test_convolutions_that_do_not_fit_are_refused_before_training(opt_ml, options, message):
+    opt_ml({"network": "cnn", **options})
+    with pytest.raises(HyperparameterError, match=message):
+        train.train(TrainingEnv.load())
+
+
+def test_the_learning_rate_warms_up_then_decays_and_the_warm_up_takes_at_most_half_the_steps():
+    hp = {"lr_schedule": "cosine", "epochs": 4, "learning_rate": 0.2, "warmup_epochs": 1.0}
+    schedule = train.learning_rate_schedule(hp, batches=10)
+    rates = [schedule(step) for step in (0, 5, 10, 25, 40)]
+    assert rates[0] == 0.0 and abs(rates[1] - 0.1) < 1e-9 and abs(rates[2] - 0.2) < 1e-9
+    assert abs(rates[3] - 0.1) < 1e-9 and rates[4] == 0.0  # cosine: half-way down half-way through
+    short = train.learning_rate_schedule({**hp, "epochs": 1}, batches=10)  # 1 epoch: 5 steps up, 5 down
+    assert abs(short(5) - 0.2) < 1e-9 and short(10) == 0.0
+    assert train.learning_rate_schedule({**hp, "lr_schedule": "constant"}, batches=10) is None
+    assert train.SPEC["learning_rate"].default == 0.2 and train.SPEC["warmup_epochs"].default == 1.0
 
 
 def test_flip_average_is_the_mean_of_an_image_and_its_mirror_and_is_exported(tmp_path):

@@ -39,18 +39,34 @@ def mlp(num_classes: int, dropout: float = 0.0, batch_norm: bool = False, **_) -
 
 
 def cnn(
-    num_classes: int, dropout: float = 0.0, batch_norm: bool = False, channels: Sequence[int] = COURSE_CHANNELS
+    num_classes: int,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    channels: Sequence[int] = COURSE_CHANNELS,
+    kernels: Sequence[int] = (5,),
+    padding: str = "valid",
 ) -> gluon.HybridBlock:
     """The course's LeNet-style CNN: conv 20@5x5 -> max-pool -> conv 50@5x5 -> max-pool -> dense 512 ->
     dense num_classes (ReLU; optional batch norm before each ReLU, optional dropout before the classifier).
-    `channels`: the two convolutions' output channels (the course's 20 and 50 by default)."""
+    `channels`: the convolutions' output channels (the course's 20 and 50 by default), each followed by a 2x2
+    max-pool; `kernels`: their kernel sizes (one value: all of them); `padding`: "valid" (none, the course's)
+    or "same" (the output keeps the input's height and width)."""
+    kernels = list(kernels) * len(channels) if len(kernels) == 1 else list(kernels)
+    if len(kernels) != len(channels):
+        raise ValueError(f"{len(kernels)} kernel sizes for {len(channels)} convolutions")
     net = Sequential()
+    side = 28
     with net.name_scope():
-        for width in channels:
+        for width, kernel in zip(channels, kernels, strict=True):
+            pad = (kernel - 1) // 2 if padding == "same" else 0
+            side = (side + 2 * pad - kernel + 1) // 2
+            if side < 1:
+                raise ValueError(f"{len(channels)} convolutions of kernels {kernels} ({padding}) leave no pixels")
             if batch_norm:
-                net.add(nn.Conv2D(width, kernel_size=5, use_bias=False), nn.BatchNorm(), nn.Activation("relu"))
+                conv = nn.Conv2D(width, kernel_size=kernel, padding=pad, use_bias=False)
+                net.add(conv, nn.BatchNorm(), nn.Activation("relu"))
             else:
-                net.add(nn.Conv2D(width, kernel_size=5, activation="relu"))
+                net.add(nn.Conv2D(width, kernel_size=kernel, padding=pad, activation="relu"))
             net.add(nn.MaxPool2D(pool_size=2, strides=2))
         net.add(nn.Flatten(), *_dense(512, batch_norm))
         if dropout:

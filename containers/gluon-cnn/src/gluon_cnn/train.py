@@ -30,12 +30,28 @@ SPEC = {
     "conv_channels": Param(
         list, [32, 64], min=1, max=1024, help="cnn: output channels of its convolutions (the course's: 20,50)"
     ),  # fmt: skip
+    "conv_kernels": Param(
+        list, [5, 3], min=1, max=28, help="cnn: kernel size of each convolution, or one for all (the course's: 5)"
+    ),  # fmt: skip
+    "conv_padding": Param(
+        str,
+        "valid",
+        choices=("valid", "same"),
+        help="cnn: valid (none, the course's) or same (odd kernels keep height, width)",
+    ),  # fmt: skip
     "batch_size": Param(int, 100, min=1, max=65536, help="images per step, over all hosts and GPUs"),
     "epochs": Param(int, 10, min=1, max=1000, help="passes over the training data"),
-    "learning_rate": Param(float, 0.1, min=0.0, max=10.0, help="SGD learning rate (the peak, with cosine)"),
+    "learning_rate": Param(float, 0.2, min=0.0, max=10.0, help="SGD learning rate (the peak, with cosine)"),
     "momentum": Param(float, 0.9, min=0.0, max=0.999, help="SGD momentum"),
     "wd": Param(float, 0.0005, min=0.0, max=0.1, help="weight decay"),
     "lr_schedule": Param(str, "cosine", choices=("cosine", "constant"), help="per-step cosine decay to 0, or none"),
+    "warmup_epochs": Param(
+        float,
+        1.0,
+        min=0.0,
+        max=1000.0,
+        help="cosine: the learning rate rises linearly from 0 over these first epochs (at most half the steps)",
+    ),  # fmt: skip
     "dropout": Param(float, 0.2, min=0.0, max=0.9, help="dropout before the classifier layer"),
     "batch_norm": Param(bool, True, help="batch normalisation before each hidden ReLU"),
     "label_smoothing": Param(
@@ -72,6 +88,7 @@ def train(env: TrainingEnv) -> None:
     test_set = (
         data.load_channel(test_channel.path, test_channel.name, test_channel.content_type) if test_channel else None
     )
+    _check_convolutions(hp)
     class_names = _class_names(hp["class_names"], train_set, int(train_set.labels.max()) + 1)
     if hp["augment"] == "auto":
         hp["augment"] = auto_augment(class_names)
@@ -86,6 +103,26 @@ def auto_augment(class_names: tuple[str, ...]) -> str:
     digits and cost clothes accuracy (the network underfits Fashion-MNIST in 10 epochs; more variety makes it
     worse); flips (with test-time flip averaging) were no better than nothing for clothes (0.9287 vs 0.9284)."""
     return "shift" if tuple(class_names) == CLASS_PRESETS["mnist"] else "none"
+
+
+def _check_convolutions(hp: dict) -> None:
+    """conv_kernels: one size for every convolution or one each; every convolution (each followed by a 2x2
+    max-pool) must leave at least one pixel of the 28x28 input."""
+    if hp["network"] != "cnn":
+        return
+    channels, kernels = hp["conv_channels"], hp["conv_kernels"]
+    if len(kernels) not in (1, len(channels)):
+        raise HyperparameterError(
+            "conv_kernels", f"{len(kernels)} sizes for {len(channels)} convolutions (give 1 or {len(channels)})"
+        )
+    side = 28
+    for kernel in kernels * len(channels) if len(kernels) == 1 else kernels:
+        pad = (int(kernel) - 1) // 2 if hp["conv_padding"] == "same" else 0
+        side = (side + 2 * pad - int(kernel) + 1) // 2
+        if side < 1:
+            raise HyperparameterError(
+                "conv_kernels", f"kernels {kernels} ({hp['conv_padding']} padding) leave no pixels of a 28x28 image"
+            )
 
 
 def _class_names(option: str, train_set: data.Dataset, num_labels: int) -> tuple[str, ...]:
@@ -124,15 +161,17 @@ def _fit(env: TrainingEnv, hp: dict, train_set: data.Dataset, test_set: data.Dat
 
     mx.random.seed(hp["seed"])  # same initial weights on every host
     net = networks.NETWORKS[hp["network"]](
-        len(class_names), hp["dropout"], hp["batch_norm"], channels=[int(c) for c in hp["conv_channels"]]
+        len(class_names),
+        hp["dropout"],
+        hp["batch_norm"],
+        channels=[int(c) for c in hp["conv_channels"]],
+        kernels=[int(k) for k in hp["conv_kernels"]],
+        padding=hp["conv_padding"],
     )
     net.initialize(mx.init.Xavier(), ctx=contexts)
     net.hybridize(static_alloc=True, static_shape=True)
     on_servers = kv_type.startswith("dist")
-    total_steps = hp["epochs"] * batches
-    schedule = None
-    if hp["lr_schedule"] == "cosine":
-        schedule = mx.lr_scheduler.CosineScheduler(max_update=total_steps, base_lr=hp["learning_rate"], final_lr=0.0)
+    schedule = learning_rate_schedule(hp, batches)
     optimizer = mx.optimizer.SGD(
         learning_rate=hp["learning_rate"], momentum=hp["momentum"], wd=hp["wd"], lr_scheduler=schedule
     )
@@ -208,6 +247,20 @@ def _fit(env: TrainingEnv, hp: dict, train_set: data.Dataset, test_set: data.Dat
     if env.is_master:
         net(mx.nd.zeros((1, 1, 28, 28), ctx=contexts[0]))  # export needs a traced graph, even on a resumed job
         save_model(net, env.paths.model_dir, hp["network"], class_names)
+
+
+def learning_rate_schedule(hp: dict, batches: int):
+    """Per step: cosine decay from learning_rate to 0 over all epochs, after a linear warm-up from 0 over the
+    first warmup_epochs (at most half the steps); None (constant) for lr_schedule=constant."""
+    import mxnet as mx
+
+    if hp["lr_schedule"] != "cosine":
+        return None
+    total_steps = hp["epochs"] * batches
+    warmup = min(round(hp["warmup_epochs"] * batches), total_steps // 2)
+    return mx.lr_scheduler.CosineScheduler(
+        max_update=total_steps, base_lr=hp["learning_rate"], final_lr=0.0, warmup_steps=warmup, warmup_begin_lr=0.0
+    )
 
 
 def save_model(net, model_dir: Path, network: str, class_names) -> None:
