@@ -94,8 +94,13 @@ class ServingApp:
 
     # --- routes ----------------------------------------------------------------------------------------------
 
+    @property
+    def ready(self) -> bool:
+        """Whether this worker can answer invocations now (its model loaded; a multi-model server always)."""
+        return self.models is not None or self.model.ready
+
     def ping(self) -> tuple[int, bytes, list]:
-        if self.models is not None or self.model.ready:  # a multi-model server is ready with no model loaded
+        if self.ready:  # a multi-model server is ready with no model loaded
             return 200, b"", [("Content-Type", "text/plain")]
         if self.model.error:
             return self._error(ModelNotReady(f"The model failed to load: {self.model.error}"))

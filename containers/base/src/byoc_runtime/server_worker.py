@@ -19,6 +19,8 @@ clients needs and gthread lacks.
    connections (SageMaker's front end, a load generator) can end up with all of them on one worker and one
    core while the others idle. Here each worker publishes its open connections in memory shared by the
    workers (ConnectionCounts) and leaves a new connection to a worker with fewer, for at most DEFER_SECONDS.
+   A worker still loading its model (a replacement for one that died) counts as full: its connections would
+   wait for the load, so the ready workers take them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ SLICE = 0.5  # seconds a read blocks at most before it looks at the deadline and
 STOP_HEAD_GRACE = 1.0  # seconds a stopping worker still waits for a request head that has not arrived
 HEAD_END = b"\r\n\r\n"
 DEFER_SECONDS = 0.02  # a worker leaves a new connection to a less busy one for at most this long
+NOT_READY = 2**40  # the connections a worker still loading its model counts as holding
 
 
 def _json_response(status: int, reason: str, message: str, error_type: str) -> bytes:
@@ -224,7 +227,7 @@ class ThreadWorker(gthread.ThreadWorker):
         """Accept, unless another worker holds fewer connections: it is woken by the same connection and takes
         it (a worker that has waited DEFER_SECONDS takes it anyway)."""
         fewest = CONNECTIONS.fewest_elsewhere()
-        if fewest is not None and self.nr_conns > fewest and self.stopping_since is None:
+        if fewest is not None and self._load() > fewest and self.stopping_since is None:
             now = time.monotonic()
             if self._deferring_since is None or now - self._deferred_at > 0.005:  # a new connection
                 self._deferring_since = now
@@ -234,7 +237,12 @@ class ThreadWorker(gthread.ThreadWorker):
                 return
         self._deferring_since = None
         super().accept(server, listener)
-        CONNECTIONS.publish(self.nr_conns)
+        CONNECTIONS.publish(self._load())
+
+    def _load(self) -> int:
+        """The connections this worker holds, for ConnectionCounts: NOT_READY while its model loads."""
+        ready = getattr(self.wsgi, "ready", True)  # an app without the property is always ready
+        return self.nr_conns if ready else NOT_READY
 
     def handle_exit(self, sig, frame) -> None:
         # gthread's would set alive = False and drop what it has accepted; drain it first (murder_keepalived,
@@ -246,7 +254,7 @@ class ThreadWorker(gthread.ThreadWorker):
         if self.stopping_since is not None:
             self._drain()
         super().murder_keepalived()
-        CONNECTIONS.publish(self.nr_conns)  # every turn of gthread's loop: closed connections count off
+        CONNECTIONS.publish(self._load())  # every turn of gthread's loop: closed connections count off
 
     def _drain(self) -> None:
         now = time.monotonic()
