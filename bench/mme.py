@@ -1,6 +1,7 @@
 """A multi-model endpoint under a tenant's load: 1,000 per-tenant mxnet-mf models, a budget for 10 % of them.
 
     python -m bench.mme [--tenants 1000] [--resident 0.1] [--clients 8] [--seconds 60] [--zipf 1.1] [--full]
+                        [--env KEY=VALUE ...]
 
 Each tenant's model is derived from one set of random factors (users x items x 16) with its own global bias,
 so that every answer tells which model gave it; the bench knows each tenant's right answer. The mxnet-mf
@@ -186,6 +187,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--zipf", type=float, default=1.1, help="popularity exponent (tenant rank ** -zipf)")
     parser.add_argument("--full", action="store_true", help="the full image instead of the serve-only one")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment of both endpoints (e.g. BYOC_MME_FOLLOW=false)")  # fmt: skip
     args = parser.parse_args()
 
     image = build_image("mxnet-mf", serve=not args.full)
@@ -199,7 +202,7 @@ def main() -> int:
     rank = np.arange(1, args.tenants + 1, dtype=float) ** -args.zipf
     popularity = rank / rank.sum()
     mount = {"volumes": {str(models): {"bind": "/opt/ml/models", "mode": "ro"}}}
-    env = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)}
+    env = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), **dict(item.split("=", 1) for item in args.env)}
 
     # The reference: the same image and clients on a single-model endpoint.
     single_ms: list[float] = []
@@ -254,7 +257,7 @@ def main() -> int:
           f"end: {len(loaded)} models; errors: {part.errors[:3]}")  # fmt: skip
     results = {
         "image": image, "tenants": args.tenants, "resident_share": args.resident, "budget_mb": budget_mb,
-        "model_bytes": size, "clients": args.clients, "seconds": args.seconds, "zipf": args.zipf,
+        "model_bytes": size, "env": env, "clients": args.clients, "seconds": args.seconds, "zipf": args.zipf,
         "single_model": {"answers": len(single_ms), "rps": len(single_ms) / single_seconds,
                          "p50_ms": pct(single_ms, 50), "p99_ms": single_p99},
         "multi_model": {**part.counts, "rps": requests_done / mme_seconds, "hit_p50_ms": pct(part.hit_ms, 50),

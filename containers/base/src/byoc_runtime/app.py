@@ -254,7 +254,8 @@ def create_app(
     handlers = handlers or handler_registry.resolve(settings)
     if settings.multi_model:
         server = multi_model.MultiModelServer.from_env(handlers.model_fn, settings.workers)
-        server.follow()
+        if multi_model.following():
+            server.follow()
         return ServingApp(settings, handlers, None, server)
     holder = ModelHolder(lambda: handlers.model_fn(str(settings.model_dir)), exit_on_failure=exit_on_load_failure)
     holder.start(background_load)

@@ -43,6 +43,7 @@ MULTI_MODEL_ENV = "SAGEMAKER_MULTI_MODEL"  # "true" on a multi-model endpoint, a
 STATE_DIR_ENV = "BYOC_MME_STATE_DIR"  # set by serve before forking: the registry every worker shares
 BUDGET_ENV = "BYOC_MME_MEMORY_MB"
 EVICT_ENV = "BYOC_MME_EVICT"
+FOLLOW_ENV = "BYOC_MME_FOLLOW"
 BUDGET_SHARE = 0.7  # of the container's memory limit, by default: the rest is the server, requests, answers
 PAGE_SIZE = 100  # GET /models: models per page unless ?limit= says otherwise
 FOLLOW_SECONDS = 0.01  # how often a worker looks for models other workers loaded (one stat() a look)
@@ -83,6 +84,13 @@ class Entry:
 
     def describe(self) -> dict[str, str]:
         return {"modelName": self.name, "modelUrl": self.url}
+
+
+def following(environ: dict[str, str] | None = None) -> bool:
+    """Whether each worker loads the models the others load as they load them (BYOC_MME_FOLLOW, default on)
+    rather than on its first invocation of each."""
+    env = os.environ if environ is None else environ
+    return (env.get(FOLLOW_ENV) or "true").strip().lower() not in ("0", "false", "no", "off")
 
 
 def container_memory_bytes() -> int:
