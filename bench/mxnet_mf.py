@@ -49,8 +49,8 @@ def training_throughput(image: str, data_dir: Path, epochs: int, rounds: int = 2
             settings = [arg for name, value in environment.items() for arg in ("-e", f"{name}={value}")]
             command = [
                 "docker", "run", "--rm", "-v", f"{ROOT / 'bench'}:/opt/bench/bench:ro", "-v", f"{data_dir}:/data:ro",
-                "-e", "PYTHONPATH=/opt/bench:/opt/family/src:/opt/byoc/src", *settings, "--entrypoint", "python",
-                image, "-m", "bench.mxnet_mf_loops", "/data", str(epochs), loop,
+                "-e", "PYTHONPATH=/opt/bench:/opt/family/src:/opt/family/lib:/opt/byoc/src", *settings,
+                "--entrypoint", "python", image, "-m", "bench.mxnet_mf_loops", "/data", str(epochs), loop,
             ]  # fmt: skip
             out = subprocess.run(command, capture_output=True, text=True, check=False)
             lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]

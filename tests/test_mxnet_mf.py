@@ -162,6 +162,25 @@ def test_checkpoint_resume_continues_from_the_saved_epoch(harness, image, data, 
     assert "epoch=4" in second.master.logs and "epoch=1\n" not in second.master.logs.split("resuming")[1]
 
 
+def test_the_training_image_loads_the_compiled_kernel_and_serving_never_imports_numba(image):
+    """The large-data loop's kernel is compiled into numba's cache at image build, so a job loads it (a fraction
+    of a second) instead of compiling it (about 10 s); serving imports no numba, and the serve-only image has
+    none."""
+    import subprocess
+
+    def run(tag: str, code: str) -> str:
+        command = ["docker", "run", "--rm", "--entrypoint", "python", tag, "-c", code]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    serving = "import sys, importlib.util, mxnet_mf.serving; assert 'numba' not in sys.modules; "
+    out = run(image, serving + "from mxnet_mf import mf_kernel as k; print(k.describe(k.steps())); print(k.warm())")
+    description, seconds = out.strip().splitlines()[-2:]
+    assert description.startswith("numba ") and float(seconds) < 3, out
+    run(build_image("mxnet-mf", serve=True), serving + "assert importlib.util.find_spec('numba') is None")
+
+
 def test_two_hosts_in_local_mode_reach_the_quality_of_one(trained, image, data):
     from local.sdk import local_run
 

@@ -12,7 +12,6 @@ Import this module only after the ps-lite roles are set up (distributed.start_mx
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ class FitConfig:
     write_checkpoints: bool = True  # the master only, in a multi-host job
     object2vec: dict[str, Any] | None = None  # model object2vec: object2vec.network_settings
     early_stopping: tuple[int, float] | None = None  # (patience, tolerance) on the validation loss
-    fast_mf: bool = False  # model mf with adam on one CPU: _FastMF's hand-written gradients (train.py: large data)
+    fast_mf: bool = False  # model mf with adam on one CPU: _FastMF, mf_kernel's compiled step (train.py: large data)
 
 
 def core_lr_mult(batch_size: int) -> float:
@@ -145,17 +144,21 @@ def fit(
         if stopper is not None:
             stopper.replay(result.history, net)
 
-    # Data on the device (several GPUs: on the CPU, split per batch).
-    home = ctx[0] if len(ctx) == 1 else mx.cpu()
-    columns = (
-        nd.array(users, ctx=home, dtype="int32"),
-        nd.array(items, ctx=home, dtype="int32"),
-        nd.array(ratings, ctx=home, dtype="float32"),
-    )
     trained_samples, trained_seconds = 0, 0.0
     fast = (
         _FastMF(net, config, users, items, ratings, num_users, num_items, ctx[0])
         if uses_fast_mf(config, distributed, ctx)
+        else None
+    )
+    # Data on the device (several GPUs: on the CPU, split per batch); the fast loop keeps its own copy.
+    home = ctx[0] if len(ctx) == 1 else mx.cpu()
+    columns = (
+        (
+            nd.array(users, ctx=home, dtype="int32"),
+            nd.array(items, ctx=home, dtype="int32"),
+            nd.array(ratings, ctx=home, dtype="float32"),
+        )
+        if fast is None
         else None
     )
     for epoch in range(result.epochs_done, config.epochs):
@@ -234,144 +237,51 @@ def uses_fast_mf(config: FitConfig, distributed: bool, ctx: list) -> bool:
     return config.fast_mf and plain and only_cpu and not distributed
 
 
-CSR_ELEMENTS = 2**31 - 1  # rows x columns MXNet accepts in one sparse matrix (no USE_INT64_TENSOR_SIZE)
-
-
 class _FastMF:
     """model=mf on one CPU host, for large data (train.py chooses it): the same objective, gradients and lazy
-    Adam as the autograd loop, computed by hand in a few array operations per batch instead of the autograd
-    graph's chain of elementwise ops (most of its time on 1M ratings, profiled).
+    Adam as the autograd loop, computed by mf_kernel's compiled step (numba, every core; numpy where numba is
+    missing) on numpy copies of the rows instead of the autograd graph's chain of elementwise ops.
 
-    Users' and items' rows live in one matrix W: user u's row is [p_u, b_u, 1], item i's (row num_users + i) is
-    [q_i, 1, b_i], so <W_u, W_i> = <p_u, q_i> + b_u + b_i. Each batch's ratings are grouped, once before the
-    first epoch, into one CSR matrix over W's rows: a user's row holds the errors of its ratings at its items'
-    columns and l2 x its count at its own column (the per-rating L2), an item's row likewise. CSR . W is then
-    the whole batch's gradient, every touched row once, for MXNet's lazy Adam as a row_sparse gradient: per
-    batch two gathers, a product, one sparse product and one update. Batches are a fixed random partition of
-    the ratings, taken in a new random order each epoch (the autograd loop reshuffles the ratings themselves).
+    Batches are a fixed random partition of the ratings (grouped by user and by item once, before the first
+    epoch), taken in a new random order each epoch (the autograd loop reshuffles the ratings themselves).
     Checkpoints hold the weights; a resumed job starts Adam's moments afresh.
     """
 
     def __init__(self, net, config: FitConfig, users, items, ratings, num_users: int, num_items: int, ctx):
-        k = config.num_factors
-        self.net, self.config, self.ctx, self.k, self.num_users = net, config, ctx, k, num_users
-        self.width, self.rows = k + 2, num_users + num_items
-        order = np.random.default_rng(config.seed).permutation(len(ratings))
-        self.batches = []
-        for start in range(0, len(ratings), config.batch_size):
-            rows = order[start : start + config.batch_size]
-            rows = rows[np.argsort(users[rows] * num_items + items[rows])]  # by user, then item
-            self.batches.append(self._batch(users[rows], items[rows], ratings[rows]))
-        one_u, one_i = nd.ones((num_users, 1), ctx=ctx), nd.ones((num_items, 1), ctx=ctx)
-        user_rows = nd.concat(net.user_embedding.weight.data(), net.user_bias.weight.data(), one_u, dim=1)
-        item_rows = nd.concat(net.item_embedding.weight.data(), one_i, net.item_bias.weight.data(), dim=1)
-        self.w = nd.concat(user_rows, item_rows, dim=0)
-        self.mu = net.global_bias.data()
-        self.states = [(nd.zeros_like(a), nd.zeros_like(a)) for a in (self.w, self.mu)]
-        self.ones = nd.ones((self.width, 1), ctx=ctx)
-        self.steps = 0
+        from . import mf_kernel
 
-    def _batch(self, u: np.ndarray, i: np.ndarray, r: np.ndarray) -> dict:
-        """One batch's arrays; u, i, r grouped by user (then item)."""
-        size, nu, l2 = len(r), self.num_users, self.config.l2
-        first_u = np.flatnonzero(np.diff(u, prepend=-1))  # u is sorted: where each user's run starts
-        row_u, count_u = u[first_u], np.diff(np.append(first_u, size))
-        per_item = np.argsort(i, kind="stable")  # by item, then user
-        sorted_i = i[per_item]
-        first_i = np.flatnonzero(np.diff(sorted_i, prepend=-1))
-        row_i, count_i = sorted_i[first_i], np.diff(np.append(first_i, size))
-        # CSR rows: the batch's users, then its items; columns ascending within a row.
-        # A user's row: its own column (the L2 term) then its items'; an item's: its users' then its own.
-        # Values come from [errors (size), l2 x user counts, l2 x item counts] through `source`.
-        n_u, n_i = len(row_u), len(row_i)
-        lengths = np.concatenate([count_u + 1, count_i + 1])
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        columns = np.empty(indptr[-1], dtype=np.int64)
-        source = np.empty(indptr[-1], dtype=np.int64)
-        user_starts = indptr[:n_u]
-        columns[user_starts], source[user_starts] = row_u, size + np.arange(n_u)
-        rest = np.ones(indptr[-1], dtype=bool)
-        rest[user_starts] = False
-        item_ends = indptr[n_u + 1 :] - 1
-        columns[item_ends], source[item_ends] = nu + row_i, size + n_u + np.arange(n_i)
-        rest[item_ends] = False
-        slots = np.flatnonzero(rest)
-        columns[slots[:size]], source[slots[:size]] = nu + i, np.arange(size)
-        columns[slots[size:]], source[slots[size:]] = u[per_item], per_item
-        ctx = self.ctx
-        return {
-            "u": nd.array(u, ctx=ctx, dtype="int32"),
-            "i": nd.array(nu + i, ctx=ctx, dtype="int32"),
-            "r": nd.array(r, ctx=ctx, dtype="float32"),
-            "l2": nd.array(l2 * np.concatenate([count_u, count_i]), ctx=ctx, dtype="float32"),
-            "source": nd.array(source, ctx=ctx, dtype="int32"),
-            "columns": nd.array(columns, ctx=ctx, dtype="int64"),
-            "chunks": self._chunks(indptr),
-            "rows": nd.array(np.concatenate([row_u, nu + row_i]), ctx=ctx, dtype="int64"),
-            "size": size,
-        }
-
-    def _chunks(self, indptr: np.ndarray) -> list[tuple[int, int, int, int, Any]]:
-        """The CSR's rows in runs of at most 2^31 / columns: MXNet (built without int64 tensor sizes) refuses a
-        sparse matrix whose rows x columns reach 2^31, as 44,000 touched rows of 80,000 do at 10M ratings.
-        (first row, end row, first value, end value, that run's indptr)."""
-        per_chunk = max(1, CSR_ELEMENTS // self.rows - 1)
-        chunks = []
-        for first in range(0, len(indptr) - 1, per_chunk):
-            last = min(first + per_chunk, len(indptr) - 1)
-            local = indptr[first : last + 1] - indptr[first]
-            start, end = int(indptr[first]), int(indptr[last])
-            chunks.append((first, last, start, end, nd.array(local, ctx=self.ctx, dtype="int64")))
-        return chunks
+        started = time.perf_counter()
+        self.kernel, self.net, self.config, self.k = mf_kernel, net, config, config.num_factors
+        self.steps = mf_kernel.steps()
+        loaded = mf_kernel.load(self.steps)
+        self.plan = mf_kernel.make_plan(users, items, ratings, num_users, num_items, config.batch_size, config.seed)
+        P = np.concatenate([net.user_embedding.weight.data().asnumpy(), net.user_bias.weight.data().asnumpy()], 1)
+        Q = np.concatenate([net.item_embedding.weight.data().asnumpy(), net.item_bias.weight.data().asnumpy()], 1)
+        self.state = mf_kernel.State.start(P, Q, float(net.global_bias.data().asscalar()))
+        print(
+            f"mf kernel: {mf_kernel.describe(self.steps)}; loaded in {loaded:.2f} s, {self.plan.batches} batches "
+            f"grouped, ready {time.perf_counter() - started:.2f} s after the start of the fit",
+            flush=True,
+        )
 
     def epoch(self, epoch: int) -> tuple[int, Any]:
         """One pass over the ratings: (ratings seen, the summed squared error as a (1,) NDArray)."""
-        config, width, k, nu = self.config, self.width, self.k, self.num_users
-        squared_error, seen = nd.zeros(1, ctx=self.ctx), 0
-        for number in np.random.default_rng(config.seed + epoch).permutation(len(self.batches)):
-            b = self.batches[number]
-            size, rows = b["size"], b["rows"]
-            pu = nd.Embedding(b["u"], self.w, input_dim=self.rows, output_dim=width)
-            qi = nd.Embedding(b["i"], self.w, input_dim=self.rows, output_dim=width)
-            error = nd.broadcast_add(nd.dot(nd.elemwise_mul(pu, qi), self.ones).reshape((-1,)), self.mu) - b["r"]
-            squared_error += nd.dot(error, error)
-            values = nd.take(nd.concat(error, b["l2"], dim=0), b["source"])
-            parts = []
-            for first, last, start, end, indptr in b["chunks"]:
-                csr = nd.sparse.csr_matrix(
-                    (values[start:end], b["columns"][start:end], indptr), shape=(last - first, self.rows)
-                )
-                parts.append(nd.sparse.dot(csr, self.w))
-            summed = parts[0] if len(parts) == 1 else nd.concat(*parts, dim=0)
-            grad = nd.sparse.row_sparse_array((summed, rows), shape=self.w.shape, ctx=self.ctx)
-            self.steps += 1
-            t = self.steps
-            settings = {
-                "lr": config.learning_rate * math.sqrt(1 - 0.999**t) / (1 - 0.9**t),
-                "wd": config.wd,
-                "rescale_grad": 2.0 / size,  # d/dx of the squared error and the L2 term: 2x; the batch's mean
-                "beta1": 0.9,
-                "beta2": 0.999,
-                "epsilon": 1e-8,
-            }
-            (mean, var), (mean_mu, var_mu) = self.states
-            nd.adam_update(self.w, grad, mean, var, out=self.w, lazy_update=True, **settings)
-            nd.adam_update(self.mu, nd.sum(error).reshape((1,)), mean_mu, var_mu, out=self.mu, **settings)
-            self.w[:nu, k + 1] = 1.0  # the constant columns, moved by the update, back to 1
-            self.w[nu:, k] = 1.0
-            seen += size
-            if interrupt.requested():
-                break
+        config = self.config
+        seen, squared = self.kernel.run_epoch(
+            self.state, self.plan, self.steps, epoch, config.seed, config.learning_rate, config.l2, config.wd,
+            stop=interrupt.requested,
+        )  # fmt: skip
         self.write_back()
-        return seen, squared_error
+        return seen, nd.array([squared], ctx=self.net.global_bias.data().context)
 
     def write_back(self) -> None:
         """The trained rows into the network's parameters (evaluation, checkpoints and export read those)."""
-        k, nu, net = self.k, self.num_users, self.net
-        net.user_embedding.weight.set_data(self.w[:nu, :k])
-        net.user_bias.weight.set_data(self.w[:nu, k : k + 1])
-        net.item_embedding.weight.set_data(self.w[nu:, :k])
-        net.item_bias.weight.set_data(self.w[nu:, k + 1 :])
+        k, net, state = self.k, self.net, self.state
+        net.user_embedding.weight.set_data(nd.array(state.P[:, :k]))
+        net.user_bias.weight.set_data(nd.array(state.P[:, k:]))
+        net.item_embedding.weight.set_data(nd.array(state.Q[:, :k]))
+        net.item_bias.weight.set_data(nd.array(state.Q[:, k:]))
+        net.global_bias.set_data(nd.array(state.mu))
 
 
 class _Objective(gluon.HybridBlock):
