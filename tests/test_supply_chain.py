@@ -108,6 +108,9 @@ def test_an_image_holds_exactly_its_locked_packages(family):
     assert strip(installed) == strip(recorded) == strip(repository)
     python = lock.pins(frozen)
     locked = lock.pins((ROOT / f"containers/base/locks/{framework}-cpu.txt").read_text())
+    family_lock = ROOT / f"containers/{family}/requirements.lock"
+    if family_lock.exists():  # what the family adds on top of its framework layer (in /opt/family/lib)
+        locked.update(lock.pins(family_lock.read_text()))
     for seeded in ("pip", "setuptools"):  # the virtualenv's own (Debian's python3-venv), unless the lock has them
         if seeded not in locked:
             python.pop(seeded, None)
