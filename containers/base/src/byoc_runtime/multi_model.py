@@ -7,10 +7,10 @@ the platform has already extracted a model.tar.gz into; the family's own model_f
 Every serving worker must see the same set of loaded models (a load arrives at one worker, the invocations at
 any), so the set lives in a registry shared by the workers: a log of loads and unloads in a directory of the
 container (tmpfs where there is one), appended under an flock (see Registry). Each worker keeps its own copy
-of the model objects it has been asked for and loads a registered model on its first invocation there; a model
-a request is using stays valid until that request is answered, even if it is unloaded meanwhile (the request gets its
-prediction; later ones 404). No request sees a half-loaded model: a model is published to a worker only once
-model_fn has returned.
+of each registered model, loaded by a background thread as soon as another worker registered it (follow()) or
+on its first invocation there, whichever comes first; a model a request is using stays valid until that
+request is answered, even if it is unloaded meanwhile (the request gets its prediction; later ones 404). No
+request sees a half-loaded model: a model is published to a worker only once model_fn has returned.
 
 Memory: a model is estimated at the size of its files, once per worker (each worker holds its own copy). A load
 that would take the registered models over the budget (BYOC_MME_MEMORY_MB; default 70 % of the container's
@@ -441,10 +441,13 @@ class MultiModelServer:
         if entry is None:
             raise ModelNotLoaded(f"Model {name} is not loaded")
         self._note_use(name)
-        held = self._models.get(name)
-        if held is not None and held[0] == entry.loaded_at:
-            return held[1]
-        return self._copy(entry, "on its first invocation here")
+        held = self._current(entry)
+        return held[1] if held is not None else self._copy(entry, "on its first invocation here")
+
+    def _current(self, entry: Entry) -> tuple[float, Any] | None:
+        """This worker's copy of the registration `entry`, if it holds that one (not an older registration)."""
+        held = self._models.get(entry.name)
+        return held if held is not None and held[0] == entry.loaded_at else None
 
     def _copy(self, entry: Entry, why: str) -> Any:
         """This worker's copy of a registered model, loading it unless it is there: one load per model in a
@@ -452,14 +455,15 @@ class MultiModelServer:
         with self._lock:
             gate = self._loading.setdefault(entry.name, threading.Lock())
         with gate:
-            held = self._models.get(entry.name)
-            if held is not None and held[0] == entry.loaded_at:
+            held = self._current(entry)
+            if held is not None:
                 return held[1]
             model = self.model_fn(entry.url)
             with self._lock:
                 self._models[entry.name] = (entry.loaded_at, model)
-        if self.registry.entries().get(entry.name) != entry:  # unloaded while it loaded: keep no stale copy
-            self._prune(self.registry.entries())
+        now = self.registry.entries()
+        if now.get(entry.name) != entry:  # unloaded while it loaded: keep no stale copy
+            self._prune(now)
         log.info("model loaded: %s, in this worker %s", entry.name, why)
         return model
 
@@ -482,11 +486,8 @@ class MultiModelServer:
                 followed = entries
                 self._prune(entries)
                 for entry in list(entries.values()):
-                    held = self._models.get(entry.name)
-                    if held is not None and held[0] == entry.loaded_at:
-                        continue
-                    if self.registry.entries().get(entry.name) == entry:  # not unloaded since
-                        self._copy(entry, "as another worker loaded it")
+                    if self._current(entry) is None and self.registry.entries().get(entry.name) == entry:
+                        self._copy(entry, "as another worker loaded it")  # (and not unloaded since)
             except Exception:  # noqa: BLE001 - a model that fails here fails its invocation, which says why
                 log.exception("loading the registered models in this worker failed; invocations load them")
 
