@@ -91,7 +91,9 @@ def load(harness: Harness, image: str, model: Path, family: str, seconds: int) -
         if answer.status_code != 200:
             raise RuntimeError(f"{image}: {answer.status_code} {answer.text}")
         endpoint.session.close()
-        return wrk_load.post(endpoint.url, body, content_type, seconds=seconds) if wrk_load.available() else {}
+        if not wrk_load.available():
+            return {}
+        return wrk_load.post(wrk_load.direct_url(endpoint), body, content_type, seconds=seconds)
 
 
 def compare(harness: Harness, images: dict[str, str], model: Path, family: str, args) -> dict[str, dict]:

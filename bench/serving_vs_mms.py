@@ -8,9 +8,11 @@ MMS's Java frontend and Python backend workers through sagemaker-inference's han
 default_model_fn / input_fn / predict_fn / output_fn call the family's own functions. Both images serve the same
 trained model.tar.gz with their default number of workers (one per core on both). `wrk` (a Lua script for the
 POST body) loads each at 1, 8 and 32 connections, ours and the reference alternating, with a warm-up before
-each measurement. The goal, checked at 8 connections for every row: ours >= 2x the reference's req/s with a
-lower p99; the exit status is 1 when a row misses it (e.g. --ours-env BYOC_WORKER_THREADS=1
---ours-env SAGEMAKER_MODEL_SERVER_WORKERS=1 shows it red).
+each measurement, at the containers' own addresses on docker's bridge where this host reaches them
+(bench.wrk.direct_url: not through docker-proxy, which the SageMaker front end never meets). The goal,
+checked at 8 connections for every row: ours >= 2x the reference's req/s with a lower p99; the exit status
+is 1 when a row misses it (e.g. --ours-env BYOC_WORKER_THREADS=1 --ours-env SAGEMAKER_MODEL_SERVER_WORKERS=1
+shows it red).
 """
 
 from __future__ import annotations
@@ -202,10 +204,10 @@ def container_cpu_seconds(container_id: str) -> float | None:
     return None
 
 
-def measure(endpoint: Endpoint, row: Row, connections: int, seconds: int) -> dict[str, float]:
+def measure(endpoint: Endpoint, url: str, row: Row, connections: int, seconds: int) -> dict[str, float]:
     """wrk's figures, plus the container's CPU milliseconds per request."""
     before = container_cpu_seconds(endpoint.container.id)
-    result = wrk(endpoint.url, row, connections, seconds)
+    result = wrk(url, row, connections, seconds)
     after = container_cpu_seconds(endpoint.container.id)
     if before is not None and after is not None and result["requests"]:
         result["cpu_ms_per_request"] = (after - before) * 1000 / result["requests"]
@@ -238,14 +240,16 @@ def run(seconds: int, rounds: int, ours_env: dict[str, str], families: list[str]
             ):
                 results["cold_start_seconds"][family] = {"ours": ours.ready_seconds, "dlc": reference.ready_seconds}
                 results["reference"][family] = {"image": reference_tag, **reference_evidence(reference)}
+                urls = {"ours": load.direct_url(ours), "dlc": load.direct_url(reference)}
+                results.setdefault("wrk_urls", {})[family] = urls
                 for row in rows:
                     _same_answer(ours, reference, row)
                     for connections in CONNECTIONS:
                         best = {}
                         for _ in range(rounds):
                             for name, endpoint in (("ours", ours), ("dlc", reference)):
-                                wrk(endpoint.url, row, connections, 2)  # warm-up: every worker, every connection
-                                measured = measure(endpoint, row, connections, seconds)
+                                wrk(urls[name], row, connections, 2)  # warm-up: every worker, every connection
+                                measured = measure(endpoint, urls[name], row, connections, seconds)
                                 if name not in best or measured["rps"] > best[name]["rps"]:
                                     best[name] = measured
                         ratio = best["ours"]["rps"] / best["dlc"]["rps"]

@@ -13,6 +13,27 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
+def direct_url(endpoint, port: int = 8080) -> str:
+    """The container's own address on docker's bridge (http://172.17.0.x:8080) where this host can reach it,
+    else the endpoint's published port. A published port reached from this host goes through docker-proxy,
+    a userland copy of every byte that costs as much CPU as a small model's whole answer and shares the
+    cores with the servers being measured; traffic from another machine (SageMaker's front end) is NATed
+    in the kernel and never meets it. Measured here, test family: 4,750 req/s through the proxy, 7,670
+    direct."""
+    import requests
+
+    endpoint.container.reload()
+    address = endpoint.container.attrs["NetworkSettings"].get("IPAddress")
+    if address:
+        url = f"http://{address}:{port}"
+        try:
+            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                return url
+        except requests.RequestException:
+            pass  # Docker Desktop and the like: bridge addresses are not routable from the host
+    return endpoint.url
+
+
 def post(
     url: str,
     body: bytes,
