@@ -125,3 +125,61 @@ def test_kept_alive_connections_are_spread_over_the_workers(tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_a_busy_kept_alive_connection_does_not_keep_the_only_thread_from_another(tmp_path):
+    """One worker, one thread: the thread lingers on a connection for its next request (item 5), but hands it
+    back as soon as another connection waits, so a second client is answered while the first keeps sending."""
+    import email.utils
+    import http.client
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    (tmp_path / "pid_app.py").write_text(PID_APP)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # A long linger: the busy connection's next request always comes within it, so only the hand-back is tested
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "BYOC_KEEPALIVE_LINGER_MS": "2000"}
+    command = [sys.executable, "-m", "gunicorn", "-w", "1", "--threads", "1", "-b", f"127.0.0.1:{port}",
+               "-k", "byoc_runtime.server_worker.ThreadWorker", "pid_app:app"]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                busy = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                busy.request("GET", "/")
+                response = busy.getresponse()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.1)
+        response.read()
+        date = email.utils.parsedate_to_datetime(response.getheader("Date")).timestamp()
+        assert abs(date - time.time()) < 5  # the Date header, formatted once a second, is still current
+        stop, answered = threading.Event(), []
+
+        def keep_sending():
+            while not stop.is_set():
+                busy.request("GET", "/")
+                answered.append(busy.getresponse().read())
+
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+        time.sleep(0.3)
+        other = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        started = time.monotonic()
+        for _ in range(5):  # the other client's requests each wait for at most one of the busy one's
+            other.request("GET", "/")
+            assert other.getresponse().read()
+        waited = time.monotonic() - started
+        stop.set()
+        sender.join(10)
+        assert waited < 1.0, f"the second connection waited {waited:.2f} s for the thread"
+        assert len(answered) > 20  # and the first kept being answered meanwhile
+    finally:
+        server.terminate()
+        server.wait(30)

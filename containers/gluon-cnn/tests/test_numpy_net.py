@@ -80,3 +80,27 @@ def test_an_operator_it_does_not_implement_is_refused_naming_it(monkeypatch):
         numpy_net.NumpyNet(graph([("RNN", {}, [])]), {}, "model-symbol.json")
     with pytest.raises(ValueError, match="no weights for 'w'"):
         numpy_net.NumpyNet(json.loads(json.dumps(graph([("FullyConnected", {}, ["w"])]))), {})
+
+
+def test_requests_batched_together_get_the_answers_they_get_alone():
+    """serving.predict_batch_fn (the runtime's cross-request batching) against predict_fn request by request."""
+    from gluon_cnn import inputs, serving
+
+    params = {"arg:c_weight": RNG.random((2, 1, 5, 5), np.float32), "arg:c_bias": RNG.random(2, np.float32),
+              "arg:d_weight": RNG.random((3, 1152), np.float32) - 0.5,
+              "arg:d_bias": RNG.random(3, np.float32)}  # fmt: skip
+    net = numpy_net.NumpyNet(graph([
+        ("Convolution", {"kernel": "(5, 5)", "num_filter": "2"}, ["c_weight", "c_bias"]),
+        ("Flatten", {}, []),
+        ("FullyConnected", {"num_hidden": "3"}, ["d_weight", "d_bias"]),
+    ]), params)  # fmt: skip
+    model = numpy_net.NumpyClassifier(net, ["a", "b", "c"])
+    requests = [inputs.Batch(RNG.random((n, 1, 28, 28), np.float32), verbose=n == 2) for n in (1, 3, 2, 1)]
+    batched = serving.predict_batch_fn(requests, model)
+    assert len(batched) == len(requests)
+    for request, together in zip(requests, batched, strict=True):
+        alone = serving.predict_fn(request, model)
+        assert together.verbose == request.verbose and together.class_names == alone.class_names
+        assert together.probabilities.shape == alone.probabilities.shape
+        assert np.allclose(together.probabilities, alone.probabilities, atol=1e-6)
+    assert serving.predict_batch_fn(requests[:1], model)[0].probabilities.shape == (1, 3)

@@ -14,8 +14,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import batching, multi_model, request_context
 from . import handlers as handler_registry
-from . import multi_model, request_context
 from .errors import BadRequest, InvocationError, ModelNotReady
 from .invocation import error_response, invoke, payload_too_large
 from .model_holder import ModelHolder
@@ -62,6 +62,10 @@ class ServingApp:
         self.settings, self.handlers, self.model, self.models = settings, handlers, holder, models
         self._logged_targets: set[str] = set()
         self._archive_server: multi_model.MultiModelServer | None = None
+        # The one model's predictions batched across concurrent requests, where the handlers can (batching.py)
+        self.batcher = None
+        if holder is not None and handlers.predict_batch_fn is not None and batching.enabled():
+            self.batcher = batching.Batcher(handlers.predict_batch_fn, batching.max_batch())
 
     def __call__(self, environ: dict[str, Any], start_response) -> list[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
@@ -117,6 +121,7 @@ class ServingApp:
         if len(body) > limit:
             return self._too_large(stream, None)
         target = _target(environ)
+        batcher = None
         try:
             if name is not None:
                 model = self.models.model(name)
@@ -126,7 +131,7 @@ class ServingApp:
                 else:
                     model = self._archives().archive_model(self.settings.model_dir, target)
             else:
-                model = self.model.get(wait=self.settings.timeout)
+                model, batcher = self.model.get(wait=self.settings.timeout), self.batcher
         except InvocationError as err:
             return self._error(err)
         with request_context.active(environ):
@@ -139,6 +144,7 @@ class ServingApp:
                 max_payload_bytes=limit,
                 max_response_bytes=self.settings.max_response_bytes,
                 default_accept=self.settings.default_accept,
+                batcher=batcher,
             )
         return status, payload, [("Content-Type", mimetype)]
 

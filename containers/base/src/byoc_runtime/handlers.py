@@ -2,8 +2,10 @@
 
 model_fn(model_dir) -> model; input_fn(body, content_type) -> data; predict_fn(data, model) -> prediction;
 output_fn(prediction, accept) -> bytes | (bytes, content_type); or transform_fn(model, body, content_type,
-accept) doing all three. Resolution order, last wins: runtime defaults < the family (BYOC_SERVE) < the
-user's inference.py (SAGEMAKER_PROGRAM in SAGEMAKER_SUBMIT_DIRECTORY, or <model_dir>/code/inference.py).
+accept) doing all three. Optional: predict_batch_fn(inputs, model) -> predictions, one per input, which the
+runtime calls with the inputs of requests that reach the model together (batching.py). Resolution order,
+last wins: runtime defaults < the family (BYOC_SERVE) < the user's inference.py (SAGEMAKER_PROGRAM in
+SAGEMAKER_SUBMIT_DIRECTORY, or <model_dir>/code/inference.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from .serving_settings import ServingSettings
 from .user_code import load_module
 
 log = logging.getLogger(__name__)
-HANDLER_NAMES = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
+HANDLER_NAMES = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn", "predict_batch_fn")
+# A predict_batch_fn belongs with the model, input and predict functions of its own module: a later module
+# replacing any of them without its own predict_batch_fn drops the inherited one.
+_BATCH_PARTNERS = ("model_fn", "input_fn", "predict_fn", "transform_fn")
 
 
 def default_model_fn(model_dir: str) -> Any:
@@ -53,6 +58,7 @@ class Handlers:
     predict_fn: Callable[[Any, Any], Any] = default_predict_fn
     output_fn: Callable[[Any, str], Any] = default_output_fn
     transform_fn: Callable[[Any, bytes, str, str], Any] | None = None
+    predict_batch_fn: Callable[[list[Any], Any], list[Any]] | None = None
     # Response types the output side can produce; None = whatever the client asks for (a user output_fn).
     accepts: tuple[str, ...] | None = tuple(codecs.supported_types())
     source: str = "runtime defaults"
@@ -67,6 +73,8 @@ class Handlers:
             accepts = None  # the module encodes responses itself: pass the client's type through
         else:
             accepts = self.accepts
+        if "predict_batch_fn" not in found and any(name in found for name in _BATCH_PARTNERS):
+            found["predict_batch_fn"] = None
         return replace(self, **found, accepts=accepts, source=module.__name__)
 
 

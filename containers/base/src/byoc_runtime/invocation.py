@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from . import codecs
+from .batching import Batcher
 from .errors import BadRequest, InvocationError, NotAcceptable, PayloadTooLarge
 from .handlers import Handlers
 
@@ -53,7 +54,9 @@ def invoke(
     max_response_bytes: int | None = None,
     default_content_type: str = JSON,
     default_accept: str = JSON,
+    batcher: Batcher | None = None,
 ) -> tuple[int, bytes, str]:
+    """`batcher`: where the prediction runs, batched with other requests' (the handlers' predict_batch_fn)."""
     try:
         if max_payload_bytes is not None and len(body) > max_payload_bytes:
             raise payload_too_large(f"{len(body)} bytes", max_payload_bytes)
@@ -61,7 +64,7 @@ def invoke(
         # A user's output side (accepts None) decides what it can write: pass it the client's preferred type.
         offered = ["*/*"] if handlers.accepts is None else list(handlers.accepts)
         response_type = codecs.negotiate(accept, offered, default_accept)
-        result, count = _run_handlers(handlers, model, body, content_type, response_type)
+        result, count = _run_handlers(handlers, model, body, content_type, response_type, batcher)
         if isinstance(result, tuple):
             payload, response_type = result
         else:
@@ -82,13 +85,13 @@ def invoke(
 
 
 def _run_handlers(
-    handlers: Handlers, model: Any, body: bytes, content_type: str, accept: str
+    handlers: Handlers, model: Any, body: bytes, content_type: str, accept: str, batcher: Batcher | None = None
 ) -> tuple[Any, int | None]:
     """(what the handlers answered, the number of predictions where it is known)."""
     if handlers.transform_fn is not None:
         return _client_errors(handlers.transform_fn, model, body, content_type, accept), None
     data = _client_errors(handlers.input_fn, body, content_type)
-    prediction = _client_errors(handlers.predict_fn, data, model)
+    prediction = _client_errors(batcher.predict if batcher else handlers.predict_fn, data, model)
     try:
         return handlers.output_fn(prediction, accept), _count(prediction)
     except InvocationError:
