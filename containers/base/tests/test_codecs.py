@@ -118,3 +118,22 @@ def test_envelopes():
     assert codecs.instances_of({"inputs": {"a": [1]}}) == {"a": [1]}
     assert codecs.instances_of([1]) == [1]
     assert codecs.predictions_of({"predictions": [2]}) == [2]
+
+
+def test_npy_headers_are_parsed_once_and_still_checked_every_time():
+    from byoc_runtime.codecs import npy_codec
+
+    npy_codec._read_header_bytes.cache_clear()
+    images = [np.random.default_rng(n).random((28, 28), dtype=np.float32) for n in range(3)]
+    for image in images:  # one header, three bodies
+        assert np.array_equal(codecs.decode(npy(image), "application/x-npy"), image)
+    assert npy_codec._read_header_bytes.cache_info().misses == 1
+    short = npy(images[0])[:-4]  # the cached header, with fewer bytes than it declares
+    with pytest.raises(BadRequest, match="declares shape"):
+        codecs.decode(short, "application/x-npy")
+    version_2 = npy(images[1])  # the same array as format 2.0: its own header
+    body = io.BytesIO()
+    np.lib.format.write_array(body, images[1], version=(2, 0))
+    assert np.array_equal(codecs.decode(body.getvalue(), "application/x-npy"), images[1])
+    assert npy_codec._read_header_bytes.cache_info().misses == 2
+    assert version_2 != body.getvalue()

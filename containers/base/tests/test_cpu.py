@@ -82,3 +82,11 @@ def test_mxnet_environment_for_a_fresh_environment_ignores_this_process(monkeypa
         "OMP_NUM_THREADS": str(cpu.physical_cores()),
         "MXNET_ENGINE_TYPE": "NaiveEngine",
     }
+
+
+def test_serving_workers_share_the_cores_out(monkeypatch):
+    monkeypatch.setattr(cpu, "physical_cores", lambda: 8)
+    assert cpu.serving_thread_environment(8, {}) == {"OMP_NUM_THREADS": "1"}
+    assert cpu.serving_thread_environment(2, {}) == {"OMP_NUM_THREADS": "4"}
+    assert cpu.serving_thread_environment(16, {}) == {"OMP_NUM_THREADS": "1"}
+    assert cpu.serving_thread_environment(2, {"OMP_NUM_THREADS": "3"}) == {}

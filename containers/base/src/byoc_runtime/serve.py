@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
-from . import model_holder, multi_model
+from . import cpu, model_holder, multi_model
 from .archive import UnsafeArchiveError, safe_extract
 from .serving_settings import ServingSettings
 
@@ -179,6 +179,8 @@ def main() -> int:
         settings.worker_class,
         settings.timeout,
     )
+    # Read by the frameworks and BLAS when the workers import them, after fork
+    os.environ.update(cpu.serving_thread_environment(settings.workers))
     options = gunicorn_options(settings, switch_user)
     # A worker that cannot load the model reports why through this pipe and exits with gunicorn's boot-error
     # code; gunicorn then stops every worker and calls on_exit, where the reason becomes the last log line.

@@ -9,6 +9,7 @@ model-0000.params, gluon-cnn.json) or the legacy interface's (model.json + model
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -35,9 +36,17 @@ class Classifier:
         out = []
         with MXNET:
             for start in range(0, len(batch), CHUNK):
-                x = mx.nd.array(batch[start : start + CHUNK], ctx=self.ctx)
-                out.append(mx.nd.softmax(self.net(x), axis=1).asnumpy())
-        return np.concatenate(out)
+                chunk = np.ascontiguousarray(batch[start : start + CHUNK], dtype=np.float32)
+                # The request's own array, lent without a copy (mx.nd.array copies: 127 us for one image)
+                x = mx.nd.from_numpy(chunk, zero_copy=True).as_in_context(self.ctx)
+                out.append(self.net(x).asnumpy())
+        return _softmax(np.concatenate(out))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Over the classes, in numpy: ten numbers a row, not worth an MXNet call (and its lock) each."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,10 @@ class Prediction:
 def model_fn(model_dir: str) -> Classifier:
     if framework_missing("mxnet"):  # the serve-only image: the same graph and weights, run in numpy
         return numpy_net.load_classifier(model_dir)
+    # Every MXNet call of serving runs under one lock (mxnet_lock), so the threaded engine's worker threads
+    # add only hand-offs: the naive engine runs each op in the request's thread (one image 680 -> 420 us).
+    # Read at `import mxnet`; a user's own setting wins.
+    os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
     import mxnet as mx
 
     ctx = mx.gpu(0) if mx.context.num_gpus() else mx.cpu()

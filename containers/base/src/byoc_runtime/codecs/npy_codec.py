@@ -8,6 +8,7 @@ body would be a 500 or an out-of-memory kill), and finite values.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import IO, Any
@@ -33,11 +34,34 @@ def read_header(stream: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
         raise ValueError(f"the .npy header is invalid: {err}") from None
 
 
+@functools.lru_cache(maxsize=256)
+def _read_header_bytes(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype]:
+    return read_header(io.BytesIO(header))
+
+
+def _header_bytes(body: bytes) -> bytes | None:
+    """The magic string, version, length and header dict of an .npy body, as bytes (None: not one whole).
+    Clients send the same header request after request, and numpy's parser (a tokenizer over the dict's
+    text) costs as much as the rest of decoding a small image: parsed once per distinct header, above."""
+    widths = {b"\x01\x00": 2, b"\x02\x00": 4}
+    width = widths.get(body[6:8])
+    if not body.startswith(npy_format.MAGIC_PREFIX) or width is None or len(body) < 8 + width:
+        return None
+    end = 8 + width + int.from_bytes(body[8 : 8 + width], "little")
+    return body[:end] if end <= len(body) and end - 8 - width <= 10_000 else None
+
+
 def decode(body: bytes) -> np.ndarray:
     if body[:2] == b"PK":
         raise ValueError("expected a single .npy array, not an .npz archive")
-    stream = io.BytesIO(body)
-    shape, fortran_order, dtype = read_header(stream)
+    header = _header_bytes(body)
+    if header is not None:
+        shape, fortran_order, dtype = _read_header_bytes(header)
+        stream = io.BytesIO(body)
+        stream.seek(len(header))
+    else:
+        stream = io.BytesIO(body)
+        shape, fortran_order, dtype = read_header(stream)
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in ALLOWED_KINDS:
         raise ValueError(f"arrays of {dtype} are not accepted; send booleans, integers or floats")
     if any(not isinstance(n, int) or n < 0 for n in shape):
