@@ -70,6 +70,7 @@ def test_a_small_network_runs_end_to_end():
     h = np.maximum(h, 0).reshape(4, 2, 12, 2, 12, 2).max(axis=(3, 5)).reshape(4, -1)
     expected = h @ params["arg:d_weight"].T + params["arg:d_bias"]
     assert np.allclose(net(x), expected, atol=1e-4)
+    assert [n["op"] for n in net.nodes].count("BatchNorm") == 0  # folded into the convolution, still right
     probabilities = numpy_net.NumpyClassifier(net, ["a", "b", "c"]).probabilities(x)
     assert probabilities.shape == (4, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-6)
 

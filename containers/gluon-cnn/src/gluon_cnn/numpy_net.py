@@ -282,19 +282,29 @@ class NumpyNet:
                 raise ValueError(f"{source}: no weights for {node['name']!r} in the parameters file")
         if len(self.inputs) != 1:
             raise ValueError(f"{source}: expected one input ('data'), found {len(self.inputs)}")
+        self.nodes = [dict(node) for node in self.nodes]  # folding rewrites nodes: not the caller's graph
+        self._fold_batch_norms()
+        self._plan = self._compile()
+        self._constants = {(k, 0): v for k, v in self.values.items()}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        values: dict[tuple[int, int], np.ndarray] = {(k, 0): v for k, v in self.values.items()}
+        values: dict[tuple[int, int], np.ndarray] = dict(self._constants)
         values[(self.inputs[0], 0)] = x.astype(np.float32, copy=False)
-        needed = self._needed()
+        for number, operator, attrs, sources in self._plan:
+            values[(number, 0)] = operator(attrs, *[values[source] for source in sources])
+        head, index, *_ = self.heads[0]
+        return values[(head, index)]
+
+    def _compile(self) -> list[tuple[int, Callable[..., np.ndarray], dict[str, str], list[tuple[int, int]]]]:
+        """The operators the output needs, in graph order, each with its attributes and input keys: worked
+        out once, not on every call."""
+        needed, plan = self._needed(), []
         for number, node in enumerate(self.nodes):
             if node["op"] == "null" or number not in needed:
                 continue
             attrs = node.get("attrs") or node.get("attr") or node.get("param") or {}
-            args = [values[(source, index)] for source, index, *_ in node["inputs"]]
-            values[(number, 0)] = OPERATORS[node["op"]](attrs, *args)
-        head, index, *_ = self.heads[0]
-        return values[(head, index)]
+            plan.append((number, OPERATORS[node["op"]], attrs, [(s, i) for s, i, *_ in node["inputs"]]))
+        return plan
 
     def _needed(self) -> set[int]:
         needed, stack = set(), [head[0] for head in self.heads[:1]]
@@ -304,6 +314,49 @@ class NumpyNet:
                 needed.add(number)
                 stack.extend(source for source, *_ in self.nodes[number]["inputs"])
         return needed
+
+    def _fold_batch_norms(self) -> None:
+        """Inference-time BatchNorm is a per-channel scale and shift: fold it into the Convolution or
+        FullyConnected that feeds only it (weights scaled, a bias added), one pass over the activations
+        fewer per layer. The BatchNorm becomes an identity."""
+        consumers: dict[int, int] = {}
+        for node in self.nodes:
+            for source, *_ in node["inputs"]:
+                consumers[source] = consumers.get(source, 0) + 1
+        for head, *_ in self.heads:
+            consumers[head] = consumers.get(head, 0) + 1
+        for number, node in enumerate(self.nodes):
+            if node["op"] != "BatchNorm" or len(node["inputs"]) != 5:
+                continue
+            attrs = node.get("attrs") or node.get("attr") or node.get("param") or {}
+            (layer, index, *_), *stats = node["inputs"]
+            producer = self.nodes[layer]
+            if producer["op"] not in ("Convolution", "FullyConnected") or index or consumers.get(layer) != 1:
+                continue
+            if int(attrs.get("axis", 1)) != 1 or any(self.values.get(s) is None for s, *_ in stats):
+                continue
+            layer_attrs = dict(producer.get("attrs") or producer.get("attr") or producer.get("param") or {})
+            weight_key = producer["inputs"][1][0]
+            weight = self.values.get(weight_key)
+            has_bias = len(producer["inputs"]) > 2 and not _bool(layer_attrs, "no_bias", False)
+            bias = self.values.get(producer["inputs"][2][0]) if has_bias else np.zeros(len(weight), np.float32)
+            if weight is None or bias is None:
+                continue
+            gamma, beta, mean, var = (self.values[s] for s, *_ in stats)
+            if _bool(attrs, "fix_gamma", True):
+                gamma = np.ones_like(gamma)
+            scale = gamma / np.sqrt(var + np.float32(_float(attrs, "eps", 1e-3)))
+            folded_weight = (weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(np.float32)
+            folded_bias = ((bias - mean) * scale + beta).astype(np.float32)
+            self.nodes.append({"op": "null", "name": f"{producer.get('name', layer)}_folded_weight", "inputs": []})
+            self.values[len(self.nodes) - 1] = folded_weight
+            self.nodes.append({"op": "null", "name": f"{producer.get('name', layer)}_folded_bias", "inputs": []})
+            self.values[len(self.nodes) - 1] = folded_bias
+            layer_attrs["no_bias"] = "False"
+            self.nodes[layer] = {**producer, "attrs": layer_attrs,
+                                 "inputs": [producer["inputs"][0], [len(self.nodes) - 2, 0, 0],
+                                            [len(self.nodes) - 1, 0, 0]]}  # fmt: skip
+            self.nodes[number] = {**node, "op": "_copy", "attrs": {}, "inputs": [[layer, 0, 0]]}
 
 
 class NumpyClassifier:
