@@ -137,3 +137,46 @@ def test_npy_headers_are_parsed_once_and_still_checked_every_time():
     assert np.array_equal(codecs.decode(body.getvalue(), "application/x-npy"), images[1])
     assert npy_codec._read_header_bytes.cache_info().misses == 2
     assert version_2 != body.getvalue()
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def json_engine(request, monkeypatch):
+    """Every JSON behaviour holds with orjson doing the work and without it (a user's image may lack it)."""
+    from byoc_runtime.codecs import json_codec
+
+    if request.param == "stdlib":
+        monkeypatch.setattr(json_codec, "orjson", None)
+    else:
+        assert json_codec.orjson is not None, "orjson is a dependency of the runtime"
+    return request.param
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"[NaN]", "not a number JSON allows"),
+        (b'{"x": Infinity}', "not a number JSON allows"),
+        (b"[1e999]", "too large"),
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+        (b'{"a": 1', ""),
+        (b"\xff\xfe", ""),
+    ],
+)
+def test_json_refusals_are_the_same_with_either_engine(json_engine, body, message):
+    with pytest.raises(BadRequest, match=message):
+        codecs.decode(body, "application/json")
+
+
+def test_json_values_are_the_same_with_either_engine(json_engine):
+    body = b'{"instances": [{"in0": [196], "in1": [242]}], "big": 123456789012345678901234567890, "s": "\\u00e9"}'
+    assert codecs.decode(body, "application/json") == json.loads(body)
+    assert type(codecs.decode(body, "application/json")["big"]) is int  # not a float, as orjson would read it
+    answer = {"predictions": [{"scores": [np.float32(2.5)], "rating": np.float64(1e-5)}], "none": None,
+              "array": np.arange(3, dtype=np.int64), "big": 2**70, "keys": {1: "one"}}  # fmt: skip
+    assert json.loads(codecs.encode(answer, "application/json")) == json.loads(
+        json.dumps(answer, default=lambda v: v.tolist() if hasattr(v, "tolist") else v.item())
+    )
+    with pytest.raises(BadRequest, match="NaN or infinite"):  # refused, not written as null (orjson)
+        codecs.encode({"predictions": [float("nan")]}, "application/json")
+    with pytest.raises(BadRequest, match="NaN or infinite"):
+        codecs.encode({"predictions": np.array([1.0, np.inf])}, "application/json")

@@ -105,3 +105,29 @@ def test_malformed_bodies_and_types(client):
     assert post(client, b"\x00", "image/png").status_code == 415
     assert post(client, {"user_id": 10, "item_id": 300}, accept="image/png").status_code == 406
     assert post(client, {"user_id": 10, "item_id": 300}).status_code == 200  # still serving
+
+
+def test_the_one_pass_object2vec_path_answers_as_the_general_one(mf_model_dir, monkeypatch):
+    """predict_fn's fast path for the usual Object2Vec request against the instance-by-instance path, on the
+    same requests; requests it does not take (unknown ids, a named task, other shapes) get the general answers."""
+    from mxnet_mf import serving
+
+    model = serving.model_fn(str(mf_model_dir))
+    pairs = [(10, 300), (20, 200), (30, 100), (10, 400)]
+    usual = serving.Query([{"in0": [u], "in1": [i]} for u, i in pairs])
+    fast = serving.predict_fn(usual, model)
+    assert serving._object2vec_ratings(usual, model) == fast
+    assert fast == serving._predict_any(usual, model, fallback=False)
+    assert fast == [{"scores": [pytest.approx(r["rating"])]} for r in serving.predict_fn(
+        serving.Query([{"user_id": u, "item_id": i} for u, i in pairs]), model)]  # fmt: skip
+    for other in (
+        serving.Query([{"in0": [10], "in1": [999999]}]),  # unknown: the general path's 400
+        serving.Query([{"in0": [10], "in1": [300]}], {"task": "rating"}),
+        serving.Query([{"in0": ["10"], "in1": [300]}]),
+        serving.Query([{"in0": [True], "in1": [300]}]),
+        serving.Query([{"in0": [10, 11], "in1": [300]}]),
+        serving.Query([{"in0": [10]}]),
+    ):
+        assert serving._object2vec_ratings(other, model) is None
+    with pytest.raises(Exception, match="unknown item"):
+        serving.predict_fn(serving.Query([{"in0": [10], "in1": [999999]}]), model)

@@ -104,6 +104,36 @@ def predict_fn(query: Query, model: Recommender | DssmModel) -> list[dict[str, A
     fallback = _fallback_mode(query.options)
     if isinstance(model, DssmModel):
         return dssm_serving.predict(query, model, fallback, _task_of, _raw_id, _k_of)
+    answers = _object2vec_ratings(query, model)
+    if answers is not None:
+        return answers
+    return _predict_any(query, model, fallback)
+
+
+def _object2vec_ratings(query: Query, model: Recommender) -> list[dict[str, Any]] | None:
+    """The usual request, answered in one pass: every instance exactly {"in0": [user], "in1": [item]} with
+    whole-number ids seen in training, no task named, a regression model. None for anything else, which
+    _predict_any reads instance by instance (with its checks and error messages)."""
+    if "task" in query.options or model.classifier:
+        return None
+    users, items = [], []
+    for instance in query.instances:
+        if len(instance) != 2:
+            return None
+        user, item = instance.get("in0"), instance.get("in1")
+        if type(user) is not list or type(item) is not list or len(user) != 1 or len(item) != 1:
+            return None
+        users.append(user[0])
+        items.append(item[0])
+    if not (all(type(u) is int for u in users) and all(type(i) is int for i in items)):
+        return None
+    user_index, item_index = _indices(model.users, users), _indices(model.items, items)
+    if (user_index < 0).any() or (item_index < 0).any():
+        return None
+    return [{"scores": [rating]} for rating in model.predict(user_index, item_index).tolist()]
+
+
+def _predict_any(query: Query, model: Recommender, fallback: bool) -> list[dict[str, Any]]:
     groups: dict[str, list[int]] = {"rating": [], "recommend": [], "similar": [], "embed": []}
     for number, instance in enumerate(query.instances):
         groups[_task_of(number, instance, query.options)].append(number)

@@ -4,6 +4,11 @@ Python's json module accepts NaN, Infinity and -Infinity, turns 1e999 into inf, 
 (not ValueError) on deeply nested input; a model fed those answers nonsense or fails with a 500. Here each
 is a ValueError, which the codec registry turns into a 400. Encoding refuses non-finite numbers too (JSON
 cannot carry them; NaN would reach clients as invalid JSON).
+
+orjson (Rust, 3-10x faster both ways) does the work where it gives the same answer: a body it refuses, or one
+with a possibly overflowing number, goes through the stdlib path, whose errors are the ones above; an answer
+it cannot write exactly as the stdlib would (NaN, which orjson writes as null; integers past 64 bits; keys
+that are not strings) is written by the stdlib. Without orjson (a user's own image) the stdlib does it all.
 """
 
 from __future__ import annotations
@@ -15,9 +20,16 @@ from typing import Any
 
 import numpy as np
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised by the fallback test with orjson hidden
+    orjson = None
+
 # Only a float literal with an exponent of three or more digits can overflow to inf; look for one (a C-speed
-# search) before paying for a Python call per float.
+# search) before paying for a Python call per float. A run of 19+ digits may be an integer past 64 bits, which
+# orjson reads as a float and the stdlib exactly: both go the stdlib way.
 _LARGE_EXPONENT = re.compile(rb"[eE][+]?\d{3,}")
+_STDLIB_ONLY = re.compile(rb"[eE][+]?\d{3,}|\d{19,}")
 
 
 class NonFiniteValue(ValueError):
@@ -37,8 +49,15 @@ def _finite_float(text: str) -> float:
 
 def loads(text: bytes | str) -> Any:
     """Parse one JSON value; ValueError for anything but strict JSON with finite numbers."""
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "replace")
+    large_exponent = _LARGE_EXPONENT.search(raw)
+    if orjson is not None and not (large_exponent or _STDLIB_ONLY.search(raw)):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # the stdlib's reading says what is wrong (or accepts what orjson does not, e.g. big integers)
     try:
-        if _LARGE_EXPONENT.search(text if isinstance(text, bytes) else text.encode("utf-8", "replace")):
+        if large_exponent:
             return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
         return json.loads(text, parse_constant=_refuse_constant)
     except RecursionError:
@@ -60,6 +79,17 @@ def _default(value: Any) -> Any:
 
 
 def encode(data: Any) -> bytes:
+    if orjson is not None:
+        try:
+            encoded = orjson.dumps(data, default=_default)
+        except (orjson.JSONEncodeError, TypeError):
+            encoded = None  # the stdlib says why, or writes what orjson cannot (integers past 64 bits)
+        if encoded is not None and b"null" not in encoded:  # orjson writes NaN and infinities as null
+            return encoded
+    return _stdlib_encode(data)
+
+
+def _stdlib_encode(data: Any) -> bytes:
     try:
         return json.dumps(data, default=_default, separators=(",", ":"), allow_nan=False).encode()
     except ValueError as err:
