@@ -180,3 +180,13 @@ def test_json_values_are_the_same_with_either_engine(json_engine):
         codecs.encode({"predictions": [float("nan")]}, "application/json")
     with pytest.raises(BadRequest, match="NaN or infinite"):
         codecs.encode({"predictions": np.array([1.0, np.inf])}, "application/json")
+    titled = {"title": "Café", "genres": ["Comédie"]}
+    assert codecs.encode(titled, "application/json") == json.dumps(titled, separators=(",", ":")).encode()
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Opaque:
+        x: int = 1
+
+    with pytest.raises(Exception, match="not JSON serializable"):  # refused as before, not written as {"x": 1}
+        codecs.encode({"predictions": [Opaque()]}, "application/json")
