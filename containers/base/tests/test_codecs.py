@@ -128,6 +128,8 @@ def test_npy_headers_are_parsed_once_and_still_checked_every_time():
     for image in images:  # one header, three bodies
         assert np.array_equal(codecs.decode(npy(image), "application/x-npy"), image)
     assert npy_codec._read_header_bytes.cache_info().misses == 1
+    as_bytearray = bytearray(npy(images[0]))  # how sagemaker-inference hands a body to a handler
+    assert np.array_equal(codecs.decode(as_bytearray, "application/x-npy"), images[0])
     short = npy(images[0])[:-4]  # the cached header, with fewer bytes than it declares
     with pytest.raises(BadRequest, match="declares shape"):
         codecs.decode(short, "application/x-npy")

@@ -39,16 +39,17 @@ def _read_header_bytes(header: bytes) -> tuple[tuple[int, ...], bool, np.dtype]:
     return read_header(io.BytesIO(header))
 
 
-def _header_bytes(body: bytes) -> bytes | None:
+def _header_bytes(body: bytes | bytearray | memoryview) -> bytes | None:
     """The magic string, version, length and header dict of an .npy body, as bytes (None: not one whole).
     Clients send the same header request after request, and numpy's parser (a tokenizer over the dict's
     text) costs as much as the rest of decoding a small image: parsed once per distinct header, above."""
     widths = {b"\x01\x00": 2, b"\x02\x00": 4}
-    width = widths.get(body[6:8])
-    if not body.startswith(npy_format.MAGIC_PREFIX) or width is None or len(body) < 8 + width:
+    width = widths.get(bytes(body[6:8]))
+    if bytes(body[:6]) != npy_format.MAGIC_PREFIX or width is None or len(body) < 8 + width:
         return None
     end = 8 + width + int.from_bytes(body[8 : 8 + width], "little")
-    return body[:end] if end <= len(body) and end - 8 - width <= 10_000 else None
+    # bytes, hashable, whatever buffer the body came in (sagemaker-inference hands handlers a bytearray)
+    return bytes(body[:end]) if end <= len(body) and end - 8 - width <= 10_000 else None
 
 
 def decode(body: bytes) -> np.ndarray:
