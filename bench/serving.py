@@ -1,7 +1,7 @@
 """Serving overhead of the contract runtime, measured on the linear test family in its real image.
 
     python -m bench.serving [--quick]
-    python -m bench.serving --vs-mms [--seconds 10] [--rounds 1] [--families ...] [--ours-env KEY=VALUE ...]
+    python -m bench.serving --vs-mms [--seconds 6] [--rounds 3] [--families ...] [--ours-env KEY=VALUE ...]
     python -m bench.serving --serve-only [bench.serve_only's options]
 
 In one run, side by side: the in-process handler chain (decode + predict + encode, no HTTP) against
@@ -113,8 +113,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier)")
     parser.add_argument("--vs-mms", action="store_true", help="against the DLC stack (sagemaker-inference + MMS)")
-    parser.add_argument("--seconds", type=int, default=10, help="--vs-mms: wrk seconds per measurement")
-    parser.add_argument("--rounds", type=int, default=1, help="--vs-mms: measurements per cell (the best counts)")
+    parser.add_argument("--seconds", type=int, default=6, help="--vs-mms: wrk seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="--vs-mms: interleaved rounds a cell (the median counts)")
     parser.add_argument("--families", nargs="+", help=f"--vs-mms: of {', '.join(vs_mms.MODELS)} (default: all)")
     parser.add_argument(
         "--ours-env",

@@ -1,6 +1,6 @@
 """Our serving stack against AWS's DLC serving stack (sagemaker-inference on Multi Model Server), side by side.
 
-    python -m bench.serving --vs-mms [--seconds 10] [--rounds 1] [--ours-env KEY=VALUE ...]
+    python -m bench.serving --vs-mms [--seconds 6] [--rounds 3] [--ours-env KEY=VALUE ...]
 
 For each family the reference image is built (once; rebuilt when bench/dlc or the family image changes) from
 bench/dlc/Dockerfile on top of our family image: the same OS, the same model code and model files, served by
@@ -8,11 +8,11 @@ MMS's Java frontend and Python backend workers through sagemaker-inference's han
 default_model_fn / input_fn / predict_fn / output_fn call the family's own functions. Both images serve the same
 trained model.tar.gz with their default number of workers (one per core on both). `wrk` (a Lua script for the
 POST body) loads each at 1, 8 and 32 connections, ours and the reference alternating, with a warm-up before
-each measurement, at the containers' own addresses on docker's bridge where this host reaches them
-(bench.wrk.direct_url: not through docker-proxy, which the SageMaker front end never meets). The goal,
-checked at 8 connections for every row: ours >= 2x the reference's req/s with a lower p99; the exit status
-is 1 when a row misses it (e.g. --ours-env BYOC_WORKER_THREADS=1 --ours-env SAGEMAKER_MODEL_SERVER_WORKERS=1
-shows it red).
+each measurement; each cell is the median of --rounds interleaved rounds. wrk reaches the containers at their
+own addresses on docker's bridge where this host can (bench.wrk.direct_url: not through docker-proxy, which
+the SageMaker front end never meets). The goal, checked at 8 connections for every row: ours >= 2x the
+reference's req/s with a lower p99; the exit status is 1 when a row misses it (e.g. --ours-env
+BYOC_WORKER_THREADS=1 --ours-env SAGEMAKER_MODEL_SERVER_WORKERS=1 shows it red).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -214,6 +215,19 @@ def measure(endpoint: Endpoint, url: str, row: Row, connections: int, seconds: i
     return result
 
 
+def median_of(runs: list[dict]) -> dict:
+    """One cell's figures over its rounds: the median of each rate and latency (a shared machine's hiccups
+    land in one round, not in the cell), errors and requests summed, each round kept."""
+    cell = {key: statistics.median(run[key] for run in runs) for key in ("rps", "p50_ms", "p99_ms")}
+    cell.update({key: sum(run[key] for run in runs) for key in ("non_2xx", "errors", "requests")})
+    cpu = [run["cpu_ms_per_request"] for run in runs if "cpu_ms_per_request" in run]
+    if cpu:
+        cell["cpu_ms_per_request"] = statistics.median(cpu)
+    if len(runs) > 1:
+        cell["rounds"] = [{key: run[key] for key in ("rps", "p50_ms", "p99_ms")} for run in runs]
+    return cell
+
+
 def _same_answer(ours: Endpoint, reference: Endpoint, row: Row) -> None:
     """Both stacks must answer the request alike (same model, same code): else the race means nothing."""
     answers = [e.invoke(row.body, row.content_type, row.accept) for e in (ours, reference)]
@@ -245,13 +259,12 @@ def run(seconds: int, rounds: int, ours_env: dict[str, str], families: list[str]
                 for row in rows:
                     _same_answer(ours, reference, row)
                     for connections in CONNECTIONS:
-                        best = {}
+                        runs: dict[str, list[dict]] = {"ours": [], "dlc": []}
                         for _ in range(rounds):
                             for name, endpoint in (("ours", ours), ("dlc", reference)):
                                 wrk(urls[name], row, connections, 2)  # warm-up: every worker, every connection
-                                measured = measure(endpoint, urls[name], row, connections, seconds)
-                                if name not in best or measured["rps"] > best[name]["rps"]:
-                                    best[name] = measured
+                                runs[name].append(measure(endpoint, urls[name], row, connections, seconds))
+                        best = {name: median_of(measured) for name, measured in runs.items()}
                         ratio = best["ours"]["rps"] / best["dlc"]["rps"]
                         met = None
                         if connections == GOAL_CONNECTIONS:
