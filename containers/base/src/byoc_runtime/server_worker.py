@@ -184,10 +184,11 @@ class DeadlineSocket:
         return getattr(self._sock, name)
 
 
-def _wait_readable(sock: socket.socket, timeout: float) -> None:
+def _wait_readable(sock: socket.socket, timeout: float) -> bool:
+    """Whether `sock` became readable (data, or the peer's end) within `timeout` seconds."""
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLPRI)
-    poller.poll(timeout * 1000)
+    return bool(poller.poll(timeout * 1000))
 
 
 class ConnectionCounts:
@@ -366,9 +367,7 @@ class ThreadWorker(gthread.ThreadWorker):
             return False
         if self.tpool._work_queue.qsize():  # others wait for a thread: hand this connection back
             return False
-        poller = select.poll()
-        poller.register(conn.sock.fileno(), select.POLLIN | select.POLLPRI)
-        return bool(poller.poll(LINGER_SECONDS * 1000))
+        return _wait_readable(conn.sock, LINGER_SECONDS)
 
     def handle_error(self, req, client, addr, exc) -> None:
         refused = _refusal(exc)

@@ -369,8 +369,13 @@ class NumpyClassifier:
         out = []
         for start in range(0, len(batch), CHUNK):
             logits = self.net(batch[start : start + CHUNK])
-            out.append(_softmax({"axis": "1"}, logits.reshape(len(logits), -1)).astype(np.float32))
+            out.append(softmax_rows(logits.reshape(len(logits), -1)))
         return np.concatenate(out) if out else np.empty((0, len(self.class_names)), np.float32)
+
+
+def softmax_rows(logits: np.ndarray) -> np.ndarray:
+    """(N, classes) logits -> float32 probabilities (the MXNet classifier's softmax, too)."""
+    return _softmax({"axis": "1"}, logits).astype(np.float32)
 
 
 def load(symbol: Path, params: Path) -> NumpyNet:

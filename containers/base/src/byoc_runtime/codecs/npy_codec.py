@@ -55,13 +55,11 @@ def _header_bytes(body: bytes | bytearray | memoryview) -> bytes | None:
 def decode(body: bytes) -> np.ndarray:
     if body[:2] == b"PK":
         raise ValueError("expected a single .npy array, not an .npz archive")
-    header = _header_bytes(body)
+    stream, header = io.BytesIO(body), _header_bytes(body)
     if header is not None:
         shape, fortran_order, dtype = _read_header_bytes(header)
-        stream = io.BytesIO(body)
         stream.seek(len(header))
     else:
-        stream = io.BytesIO(body)
         shape, fortran_order, dtype = read_header(stream)
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in ALLOWED_KINDS:
         raise ValueError(f"arrays of {dtype} are not accepted; send booleans, integers or floats")
