@@ -169,6 +169,33 @@ def test_json_refusals_are_the_same_with_either_engine(json_engine, body, messag
         codecs.decode(body, "application/json")
 
 
+def test_float32_values_stay_with_orjson_and_long_integers_go_to_the_stdlib(monkeypatch):
+    """float32 values print with long fractions (0.0007999999797903001: 19 digits after the point); both
+    engines read them as the same float, so orjson keeps them (an image of them read by the stdlib cost 7x).
+    An integer of 19+ digits, wherever it stands, still goes to the stdlib, which reads it exactly."""
+    from byoc_runtime.codecs import json_codec
+
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((28, 28)) ** 4).astype(np.float32)  # many small values: long runs of digits
+    body = json.dumps({"instances": [pixels.tolist()]}).encode()
+    assert b"0" * 19 in body.translate(bytes.maketrans(b"123456789", b"000000000"))  # what used to send it away
+    stdlib_reads = []
+    real_loads = json.loads
+    monkeypatch.setattr(json_codec.json, "loads", lambda *a, **k: stdlib_reads.append(1) or real_loads(*a, **k))
+    assert codecs.decode(body, "application/json") == real_loads(body)
+    assert not stdlib_reads
+    for long_integer in (b"12345678901234567890", b"[-12345678901234567890]", b'{"id":12345678901234567890}',
+                         b"[0.5,12345678901234567890]", b"[1e1234567890123456789]"):  # fmt: skip
+        stdlib_reads.clear()
+        try:
+            value = codecs.decode(long_integer, "application/json")
+        except BadRequest:  # the exponent: too large, refused as the stdlib refuses it
+            value = None
+        assert stdlib_reads, long_integer
+        if value is not None:
+            assert value == real_loads(long_integer)
+
+
 def test_json_values_are_the_same_with_either_engine(json_engine):
     body = b'{"instances": [{"in0": [196], "in1": [242]}], "big": 123456789012345678901234567890, "s": "\\u00e9"}'
     assert codecs.decode(body, "application/json") == json.loads(body)

@@ -6,7 +6,7 @@ is a ValueError, which the codec registry turns into a 400. Encoding refuses non
 cannot carry them; NaN would reach clients as invalid JSON).
 
 orjson (Rust, 3-10x faster both ways) does the work where it gives the same answer: a body it refuses, or
-one with a run of 19+ digits (an integer orjson would read as a float), goes through the stdlib path, whose
+one with an integer of 19+ digits (orjson would read it as a float), goes through the stdlib path, whose
 errors are the ones above; an answer it cannot write exactly as the stdlib would (NaN, which orjson writes as
 null; integers past 64 bits; keys that are not strings; non-ASCII text, which the stdlib escapes) is written
 by the stdlib. Without orjson (a user's own image) the stdlib does it all. Differences left: exponents are
@@ -36,9 +36,20 @@ except ImportError:  # pragma: no cover - exercised by the fallback test with or
 # search) before paying for a Python call per float (the stdlib path; orjson refuses such numbers itself).
 _LARGE_EXPONENT = re.compile(rb"[eE][+]?\d{3,}")
 # A run of 19+ digits may be an integer past 64 bits, which orjson reads as a float and the stdlib exactly:
-# such bodies go the stdlib way. Found by mapping every digit to 0 (2.5 us for 3 KB; a regex took 60 us).
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# such bodies go the stdlib way. A run right after a "." is a fraction (0.0007999999797903001, as float32
+# values print), which both read as the same float: those stay with orjson. Found by mapping every digit to
+# 0, "." to itself and every other byte to x, then looking for x and 19 zeros (7 us for 16 KB; a regex took
+# 60 us for 3 KB).
+_NUMBER_SHAPE = bytes(
+    ord("0") if chr(c).isdigit() and c < 128 else c if c == ord(".") else ord("x") for c in range(256)
+)
 _LONG_NUMBER = b"0" * 19
+_LONG_INTEGER = b"x" + _LONG_NUMBER  # not after a "."; a body that starts with one is checked apart
+
+
+def _may_hold_long_integer(raw: bytes) -> bool:
+    shape = raw.translate(_NUMBER_SHAPE)
+    return _LONG_INTEGER in shape or shape.startswith(_LONG_NUMBER)
 
 
 class NonFiniteValue(ValueError):
@@ -59,7 +70,7 @@ def _finite_float(text: str) -> float:
 def loads(text: bytes | str) -> Any:
     """Parse one JSON value; ValueError for anything but strict JSON with finite numbers."""
     raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
-    if orjson is not None and _LONG_NUMBER not in raw.translate(_DIGITS_TO_ZERO):
+    if orjson is not None and not _may_hold_long_integer(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
