@@ -23,9 +23,9 @@ def summary(output: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-# The test family answers 2,500 requests in under 2 s since the serving stack got faster: it gets more, so that
-# a worker is still killed along the way
-@pytest.mark.parametrize("family, requests", [("test-linear", 10000), ("mxnet-mf", 2500), ("ncf-tf", 2500),
+# The test family and mxnet-mf answer 2,500 requests in under 2 s since the serving stack got faster (a CI soak
+# of mxnet-mf ended with kills 0): they get more, so that a worker is still killed along the way
+@pytest.mark.parametrize("family, requests", [("test-linear", 10000), ("mxnet-mf", 10000), ("ncf-tf", 2500),
                                               ("gluon-cnn", 2500), ("fm", 2500)])  # fmt: skip
 def test_every_family_passes_a_soak(family, requests, capsys):
     code = soak([build_image(family), "--requests", str(requests), "--kill-every", "2", "--results", ""])
