@@ -1,15 +1,19 @@
 """Soak test of a serving image: right answers under hostile load, killed workers and a final SIGTERM.
 
     python -m bench.soak IMAGE [--model model.tar.gz] [--requests 10000] [--clients 8] [--kill-every 3]
+                               [--min-seconds S]
 
 It trains a small model on the family's sample data (or takes --model), computes the answer to every good
 request in-process inside the image (reference.py), then runs `docker run IMAGE serve` as SageMaker does and
 sends --requests from --clients concurrent clients, a new connection each, a third of them bad (every class
 in cases.py), while --slow-clients trickle their headers, a serving worker is SIGKILLed every --kill-every
-seconds, and the container gets SIGTERM as the last requests are in flight. Every good answer is compared with
-the reference. It prints a table, one JSON line, records the run in bench/results/soak.json, and exits 1
-when anything is wrong: a wrong answer, a 5xx, reset or accepted 2xx for bad input, a traceback, a good
-request failed other than in flight on a killed worker, or a stop other than exit 0 within 30 s of SIGTERM.
+seconds, and the container gets SIGTERM as the last requests are in flight. The requests go round again
+until --min-seconds have passed (by default two and a half kill intervals): a count of requests alone lasts
+less each time serving gets faster, until a fast server has no worker killed under it. Every good answer is
+compared with the reference. It prints a table, one JSON line, records the run in bench/results/soak.json,
+and exits 1 when anything is wrong: a wrong answer, a 5xx, reset or accepted 2xx for bad input, a traceback,
+a good request failed other than in flight on a killed worker, no worker killed although --kill-every asked
+for it, or a stop other than exit 0 within 30 s of SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import collections
 import dataclasses
 import datetime
 import importlib
+import itertools
 import json
 import os
 import random
@@ -182,18 +187,20 @@ def run_load(
     endpoint.container.reload()
     master = int(endpoint.container.attrs["State"]["Pid"])
     names = run.names
-    position, lock = iter(range(len(schedule))), threading.Lock()
+    position, lock = itertools.count(), threading.Lock()
     all_issued, stop_side = threading.Event(), threading.Event()
     results: list = []
+    started = time.monotonic()
 
     def client() -> None:
         while True:
             with lock:
-                index = next(position, None)
-                if index is None:
+                index = next(position)
+                # the schedule once, then round again until --min-seconds have passed
+                if index >= len(schedule) and time.monotonic() - started >= args.min_seconds:
                     all_issued.set()
                     return
-            request, reference = schedule[index]
+            request, reference = schedule[index % len(schedule)]
             results.append((request, reference, send(request, host, int(port), args.timeout)))
 
     def slow_client() -> None:
@@ -226,7 +233,6 @@ def run_load(
     if args.multi_model:
         sides.append(threading.Thread(target=churn, daemon=True))
     clients = [threading.Thread(target=client, daemon=True) for _ in range(args.clients)]
-    started = time.monotonic()
     for thread in sides + clients:
         thread.start()
     all_issued.wait()
@@ -406,6 +412,8 @@ def judge(run: Run, expected: list[dict], args) -> dict:
         problems.append(f"multi-model loads/unloads answered {unexpected_churn}")
     if args.kill_every > 0 and None in recovery:
         problems.append("a killed worker was not replaced by one that loaded the model")
+    if args.kill_every > 0 and not run.kills:
+        problems.append(f"no worker was killed: the run ended within --kill-every ({args.kill_every} s)")
     summary["passed"] = not problems
     summary["problems"] = problems
     details = {
@@ -522,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (a new connection per request)")
     parser.add_argument("--bad-share", type=float, default=1 / 3)
     parser.add_argument("--kill-every", type=float, default=3.0, help="seconds between worker SIGKILLs (0: none)")
+    parser.add_argument("--min-seconds", type=float,
+                        help="send requests (the schedule round again) for at least this long (default: 2.5 x "
+                             "--kill-every, so that workers are killed however fast the server answers)")  # fmt: skip
     parser.add_argument("--slow-clients", type=int, default=2, help="clients trickling their headers meanwhile")
     parser.add_argument("--timeout", type=float, default=10.0, help="client timeout per request, seconds")
     parser.add_argument("--slow-timeout", type=float, default=20.0, help="how long a slow client trickles at most")
@@ -534,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve as a multi-model endpoint: invocations through /models/soak/invoke, another "
                              "model loaded and unloaded all along")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.min_seconds is None:
+        args.min_seconds = 2.5 * max(args.kill_every, 0.0)
 
     client = docker.from_env()
     family = family_of(image_env(client, args.image), args.cases)
@@ -568,8 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         if loaded.status_code != 200:
             harness.stop_endpoint(endpoint, timeout=1)
             sys.exit(f"loading the model on the multi-model endpoint failed: {loaded.status_code} {loaded.text}")
-    print(f"serving in {endpoint.ready_seconds:.2f} s; {args.requests} requests from {args.clients} clients, "
-          f"a worker killed every {args.kill_every} s ...", flush=True)  # fmt: skip
+    print(f"serving in {endpoint.ready_seconds:.2f} s; {args.requests} requests (for at least {args.min_seconds} s) "
+          f"from {args.clients} clients, a worker killed every {args.kill_every} s ...", flush=True)  # fmt: skip
     try:
         run = run_load(endpoint, schedule, args, cases.trickle(good[0]), pick)
     finally:
