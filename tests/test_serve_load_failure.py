@@ -70,6 +70,11 @@ def test_a_killed_worker_is_still_replaced(harness, image, tmp_path):
     with harness.serve(image, tmp_path, environment={"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}) as endpoint:
         endpoint.container.reload()
         master = int(endpoint.container.attrs["State"]["Pid"])
+        # /ping can answer 200 from the first worker before gunicorn forks the second (it sleeps up to 0.1 s
+        # between forks): seen once in CI, with a single worker listed
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(worker_pids(master)) < 2:
+            time.sleep(0.05)
         before = worker_pids(master)
         assert len(before) == 2
         os.kill(next(iter(before)), signal.SIGKILL)
